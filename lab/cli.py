@@ -1,0 +1,226 @@
+"""Command line: ``python -m lab {interpreters,compare,report}``.
+
+The only place that catches ``LabError``: it prints one ``error: ...`` line on stderr and
+exits with the error's code (130 on Ctrl-C). Choices are built from the ``Literal``
+types in ``lab.spec`` so the CLI and the specs never drift.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from lab import __version__
+
+if TYPE_CHECKING:
+    import pandas as pd
+from lab.build import SOURCE_ENV, EXTERNAL_WARNING, Interpreter, ensure_built, use_external
+from lab.errors import LabError, MeasurementFailed, SpecError
+from lab.spec import BUILD_PROFILES, REPO_ROOT, available_plans, load_interpreter, load_plan, spec_differences
+
+log = logging.getLogger("lab")
+console = Console(stderr=True)
+EXIT_INTERRUPTED = 130
+
+
+def _add_interpreter_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("interpreters")
+    g.add_argument("--gil-spec", default="cpython-3.13", help="spec in interpreters/ for the GIL build (default: %(default)s)")
+    g.add_argument("--ft-spec", default="cpython-3.13t", help="spec for the free-threaded build (default: %(default)s)")
+    g.add_argument("--profile", choices=BUILD_PROFILES, default="fast",
+                   help="build profile: fast = plain ./configure (minutes); release = --enable-optimizations "
+                        "--with-lto, for published results (default: %(default)s)")  # fmt: skip
+    g.add_argument("--source", default=None,
+                   help=f"local CPython tarball, or a directory holding Python-<version>.tar.xz "
+                        f"(default: ${SOURCE_ENV}, then the cache, then the spec's URL); sha256 is always verified")  # fmt: skip
+    g.add_argument("--allow-mismatch", action="store_true",
+                   help="build specs that differ in more than --disable-gil (the difference is recorded)")  # fmt: skip
+    g.add_argument("--python-gil", metavar="PATH", help="use this existing GIL interpreter instead of building")
+    g.add_argument("--python-ft", metavar="PATH", help="use this existing free-threaded interpreter (e.g. python3.13t)")
+    g.add_argument("-j", "--jobs", type=int, default=None, help="parallel make jobs (default: CPU count)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lab",
+        description="Free-threading comparison lab for Django: builds matched CPython 3.13 and 3.13t, runs "
+        "the same Django endpoints as sync and async variants on both, measures with pyperf, reports.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings, errors and the final table")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("interpreters", help="build (or reuse) and verify both interpreters")
+    _add_interpreter_options(p)
+
+    p = sub.add_parser("compare", help="build if missing, install workloads, measure both interpreters, report",
+                       description="Run a measurement plan on both interpreters and print the comparison table.")  # fmt: skip
+    _add_interpreter_options(p)
+    p.add_argument("--plan", default="quick", help=f"run plan: one of {', '.join(available_plans())}, or a TOML path "
+                   "(default: %(default)s)")  # fmt: skip
+    p.add_argument("--results-dir", type=Path, default=REPO_ROOT / "results", help="where run directories go")
+    p.add_argument("--run-id", default=None, help="name of the run directory (default: UTC timestamp and plan)")
+    p.add_argument("--port", type=int, default=None, help="server port on 127.0.0.1 (default: a free port per cell)")
+
+    p = sub.add_parser("report", help="re-render tables from existing raw results")
+    p.add_argument("runs", nargs="+", type=Path, help="run directories under results/")
+    return parser
+
+
+def resolve_interpreters(args: argparse.Namespace) -> list[Interpreter]:
+    if bool(args.python_gil) != bool(args.python_ft):
+        raise SpecError("--python-gil and --python-ft must be given together")
+    if args.jobs is not None and args.jobs < 1:
+        raise SpecError(f"--jobs must be >= 1, got {args.jobs}")
+    if args.python_gil:
+        log.warning(EXTERNAL_WARNING)
+        return [use_external(args.python_gil, "gil"), use_external(args.python_ft, "ft")]
+    gil, ft = load_interpreter(args.gil_spec), load_interpreter(args.ft_spec)
+    diffs = spec_differences(gil, ft)
+    if diffs and not args.allow_mismatch:
+        raise SpecError(f"specs {gil.name} and {ft.name} differ in more than {'--disable-gil'}: {'; '.join(diffs)} "
+                        "(pass --allow-mismatch to build them anyway)")  # fmt: skip
+    mismatch = tuple(f"spec mismatch: {d}" for d in diffs)
+    built = [ensure_built(s, args.profile, source=args.source, jobs=args.jobs) for s in (gil, ft)]
+    if mismatch:
+        for d in mismatch:
+            log.warning(d)
+        built = [Interpreter(**{**i.__dict__, "warnings": i.warnings + mismatch}) for i in built]
+    return built
+
+
+def cmd_interpreters(args: argparse.Namespace) -> int:
+    interps = resolve_interpreters(args)
+    table = Table(title="interpreters")
+    for col in ("role", "spec", "version", "profile", "Py_GIL_DISABLED", "path"):
+        table.add_column(col)
+    for i in interps:
+        table.add_row(i.role, i.spec_name, i.version, i.build_profile, str(int(i.py_gil_disabled)), str(i.python))
+    Console().print(table)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from lab.envs import ensure_env
+    from lab.measure import Runner, estimate_seconds
+    from lab.report import render
+    from lab.serve import check_port_free
+
+    plan = load_plan(args.plan)
+    if args.port is not None:
+        check_port_free(args.port)
+    run_id = args.run_id or f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{plan.name}"
+    if "/" in run_id or run_id.startswith("."):
+        raise SpecError(f"--run-id {run_id!r} must be a plain directory name")
+    final = args.results_dir / run_id
+    if final.exists():
+        raise SpecError(f"results directory '{final}' already exists; pick another --run-id")
+    interps = resolve_interpreters(args)
+    envs = [ensure_env(i) for i in interps]
+    stage = args.results_dir / f".{run_id}.partial"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    estimate = estimate_seconds(plan, len(envs))
+    console.print(f"plan [bold]{plan.name}[/]: {plan.description}; estimated {estimate / 60:.1f} min")
+    started = time.monotonic()
+    try:
+        runner = Runner(plan, envs, stage, port=args.port)
+        try:
+            with progress_reporter(runner.total_steps(), quiet=args.quiet) as runner.on_progress:
+                records = runner.run()
+            runner.write(plan_path_note=args.plan)
+        finally:
+            shutil.rmtree(runner.work, ignore_errors=True)
+        stage.rename(final)
+    except BaseException:
+        # Never leave half-written results behind: the run directory appears whole or not at all.
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    table, _text = render(final)
+    _print_summary(table)
+    console.print(f"wrote {final} in {(time.monotonic() - started) / 60:.1f} min (estimate {estimate / 60:.1f} min)")
+    bad = [r for r in records if r.status != "ok"]
+    if bad:
+        detail = "; ".join(f"{r.bench_name} on {r.interpreter}: {r.status} ({r.reason})" for r in bad[:3])
+        raise MeasurementFailed(f"{len(bad)} of {len(records)} cells not ok: {detail}")
+    return 0
+
+
+@contextlib.contextmanager
+def progress_reporter(total: int, *, quiet: bool) -> Iterator[Callable[[str], None]]:
+    """Yield a callback that advances a rich progress bar (cells done/total, ETA)."""
+    if quiet:
+        yield lambda _message: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as progress:  # fmt: skip
+        task = progress.add_task("starting", total=total)
+        started = [False]
+
+        def on_progress(message: str) -> None:
+            # Called as each step starts: the previous one is then done.
+            if started[0]:
+                progress.advance(task)
+            started[0] = True
+            progress.update(task, description=message)
+
+        yield on_progress
+
+
+def _print_summary(table: pd.DataFrame) -> None:
+    out = Table(title="throughput (req/s, mean ± 95% CI) and p95 latency; ratio = 3.13t / 3.13")
+    for col in ("tier", "variant", "conc", "3.13 req/s", "3.13 p95 ms", "3.13t req/s", "3.13t p95 ms", "3.13t/3.13", "status"):
+        out.add_column(col, justify="right" if col not in ("tier", "variant", "status") else "left")
+    from lab.report import _fmt
+
+    for r in table.to_dict("records"):
+        ratio = "—" if r["ft_over_gil"] != r["ft_over_gil"] else f"{r['ft_over_gil']:.2f}"
+        out.add_row(r["tier"], r["variant"], str(r["concurrency"]), f"{_fmt(r['gil_rps'])} ± {_fmt(r['gil_ci'])}",
+                    _fmt(r["gil_p95_ms"], 2), f"{_fmt(r['ft_rps'])} ± {_fmt(r['ft_ci'])}", _fmt(r["ft_p95_ms"], 2),
+                    ratio, f"{r['gil_status']}/{r['ft_status']}")  # fmt: skip
+    Console().print(out)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from lab.report import render
+
+    for run in args.runs:
+        table, _text = render(run)
+        console.print(f"[bold]{run}[/]")
+        _print_summary(table)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, show_time=False)],
+    )
+    commands = {"interpreters": cmd_interpreters, "compare": cmd_compare, "report": cmd_report}
+    try:
+        return commands[args.command](args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except LabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if os.environ.get("LAB_DEBUG"):
+            raise
+        return exc.exit_code

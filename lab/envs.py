@@ -1,0 +1,107 @@
+"""Workload environments: one virtualenv per interpreter, same locked packages in each.
+
+Both environments install ``workloads/requirements.lock`` (exact pins, pure-Python or
+free-threading-safe wheels only), so the measured stack is identical on 3.13 and 3.13t.
+Environments are cached by interpreter, lock file and GIL-probe content; an environment
+is built in a temporary directory and renamed into place when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab.build import Interpreter, cache_root, locked
+from lab.errors import BuildFailed
+from lab.proc import capture, child_env, run_logged, tail
+from lab.spec import REPO_ROOT
+
+log = logging.getLogger("lab.envs")
+
+WORKLOADS_DIR = REPO_ROOT / "workloads"
+LOCK_FILE = WORKLOADS_DIR / "requirements.lock"
+GILPROBE_SOURCE = Path(__file__).with_name("gilprobe.py")
+# Packages whose versions go into every result's metadata.
+TRACKED_PACKAGES = ("django", "asgiref", "gunicorn", "uvicorn", "h11", "pyperf")
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkloadEnv:
+    interpreter: Interpreter
+    root: Path
+    packages: dict[str, str]
+
+    @property
+    def python(self) -> Path:
+        return self.root / "bin" / "python"
+
+
+def env_key(interpreter: Interpreter) -> str:
+    digest = hashlib.sha256()
+    digest.update(str(interpreter.python.resolve()).encode())
+    digest.update((interpreter.cache_key or interpreter.version).encode())
+    digest.update(LOCK_FILE.read_bytes())
+    digest.update(GILPROBE_SOURCE.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def ensure_env(interpreter: Interpreter) -> WorkloadEnv:
+    root = cache_root() / "envs" / f"{interpreter.spec_name}-{env_key(interpreter)}"
+    marker = root / "lab-env.json"
+    if marker.is_file():
+        log.info("reusing workload environment %s", root)
+    else:
+        with locked(root.with_name(root.name + ".lock")):
+            if not marker.is_file():
+                _create(interpreter, root, marker)
+    packages = json.loads(marker.read_text())["packages"]
+    return WorkloadEnv(interpreter=interpreter, root=root, packages=packages)
+
+
+def _create(interpreter: Interpreter, root: Path, marker: Path) -> None:
+    """Create the venv in place; the marker, written last, is what makes it count as done."""
+    log_path = root.with_name(root.name + ".log")
+    log_path.unlink(missing_ok=True)
+    shutil.rmtree(root, ignore_errors=True)
+    log.info("creating workload environment for %s in %s", interpreter.spec_name, root)
+    env = child_env()
+    python = root / "bin" / "python"
+    steps = [
+        [str(interpreter.python), "-m", "venv", str(root)],
+        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+         "--only-binary=:all:", "-r", str(LOCK_FILE)],
+    ]
+    for cmd in steps:
+        code = run_logged(cmd, log_path=log_path, env=env)
+        if code != 0:
+            raise BuildFailed(
+                f"creating the workload environment for {interpreter.spec_name} failed "
+                f"(exit {code}); see {log_path}",
+                return_code=code,
+                log_tail=tail(log_path),
+            )
+    site = Path(
+        capture([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], env=env).stdout.strip()
+    )
+    shutil.copy(GILPROBE_SOURCE, site / "_lab_gilprobe.py")
+    (site / "_lab_gilprobe.pth").write_text("import _lab_gilprobe\n")
+    marker.write_text(json.dumps({"packages": _package_versions(python)}, indent=2))
+
+
+def _package_versions(python: Path) -> dict[str, str]:
+    script = (
+        "import json, importlib.metadata as m\n"
+        f"names = {list(TRACKED_PACKAGES)!r}\n"
+        "out = {}\n"
+        "for n in names:\n"
+        "    try: out[n] = m.version(n)\n"
+        "    except m.PackageNotFoundError: out[n] = 'missing'\n"
+        "print(json.dumps(out))\n"
+    )
+    result = capture([str(python), "-c", script], env=child_env())
+    packages: dict[str, str] = json.loads(result.stdout)
+    return packages

@@ -1,0 +1,55 @@
+"""Django settings for the lab's workload project.
+
+Everything a run varies comes from environment variables set by the lab, so the same
+code runs unchanged under every server and interpreter.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("LAB_DATA_DIR", BASE_DIR / ".data"))
+
+SECRET_KEY = "lab-only-not-secret"  # loopback-only benchmark server
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+ROOT_URLCONF = "labsite.urls"
+WSGI_APPLICATION = "labsite.wsgi.application"
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = ["shop"]
+
+# Only middleware that supports both sync and async modes, so the async variants are
+# not adapted by the stack itself (the sync-only middleware toggle comes later).
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {},
+    }
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": DATA_DIR / "lab.sqlite3",
+        # Persistent connections for every variant: otherwise each request would pay a
+        # connect, and the async variants (whose queries run in a worker thread) would
+        # pay it differently from the sync ones.
+        "CONN_MAX_AGE": None,
+        "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;"},
+    }
+}
+
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "WARNING"}}

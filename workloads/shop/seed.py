@@ -1,0 +1,53 @@
+"""Create and seed the workload database deterministically (same rows on every run).
+
+Run as ``python -m shop.seed`` with ``DJANGO_SETTINGS_MODULE`` set; replaces any
+existing database so runs start from identical data.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+AUTHORS = 50
+BOOKS = 2_000
+SEED = 20261130
+
+
+def seed() -> None:
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labsite.settings")
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connection, transaction
+
+    from shop.models import Author, Book
+
+    db_path = settings.DATABASES["default"]["NAME"]
+    os.makedirs(os.path.dirname(db_path), exist_ok=True)
+    connection.close()
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(f"{db_path}{suffix}"):
+            os.remove(f"{db_path}{suffix}")
+    call_command("migrate", run_syncdb=True, verbosity=0)
+    rng = random.Random(SEED)
+    with transaction.atomic():
+        authors = Author.objects.bulk_create(
+            Author(name=f"Author {i:03d}", country=rng.choice(["DE", "FR", "GB", "NL", "US"]))
+            for i in range(AUTHORS)
+        )
+        Book.objects.bulk_create(
+            Book(
+                title=f"Book {i:05d}",
+                author=authors[rng.randrange(AUTHORS)],
+                price_cents=rng.randrange(500, 9_000),
+                year=rng.randrange(1950, 2026),
+            )
+            for i in range(BOOKS)
+        )
+
+
+if __name__ == "__main__":
+    seed()
