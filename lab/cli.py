@@ -33,6 +33,8 @@ from lab.spec import BUILD_PROFILES, REPO_ROOT, available_plans, load_interprete
 
 log = logging.getLogger("lab")
 console = Console(stderr=True)
+# Tables go to stdout; wide enough not to wrap when piped into a log file.
+table_console = Console(width=None if sys.stdout.isatty() else 160)
 EXIT_INTERRUPTED = 130
 
 
@@ -109,7 +111,7 @@ def cmd_interpreters(args: argparse.Namespace) -> int:
         table.add_column(col)
     for i in interps:
         table.add_row(i.role, i.spec_name, i.version, i.build_profile, str(int(i.py_gil_disabled)), str(i.python))
-    Console().print(table)
+    table_console.print(table)
     return 0
 
 
@@ -193,7 +195,7 @@ def _print_summary(table: pd.DataFrame) -> None:
         out.add_row(r["tier"], r["variant"], str(r["concurrency"]), f"{_fmt(r['gil_rps'])} ± {_fmt(r['gil_ci'])}",
                     _fmt(r["gil_p95_ms"], 2), f"{_fmt(r['ft_rps'])} ± {_fmt(r['ft_ci'])}", _fmt(r["ft_p95_ms"], 2),
                     ratio, f"{r['gil_status']}/{r['ft_status']}")  # fmt: skip
-    Console().print(out)
+    table_console.print(out)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -109,8 +109,15 @@ async def run_load(p: LoadParams) -> dict[str, object]:
         reader = writer = None
         while True:
             now = time.perf_counter()
-            if now >= deadline or budget[0] <= 0:
+            if now >= deadline:
                 break
+            measured = now >= measure_from
+            if measured:
+                # Reserve a slot of the budget before sending, so in-flight requests
+                # on other connections can never overshoot it.
+                if budget[0] <= 0:
+                    break
+                budget[0] -= 1
             try:
                 if writer is None:
                     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), p.timeout)
@@ -120,9 +127,8 @@ async def run_load(p: LoadParams) -> dict[str, object]:
                 status = await asyncio.wait_for(_read_response(reader), p.timeout)
                 t1 = time.perf_counter()
             except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
-                if time.perf_counter() >= measure_from:
+                if measured:
                     counts["errors"] += 1
-                    budget[0] -= 1
                     if len(error_samples) < 5:
                         error_samples.append(f"{type(exc).__name__}: {exc}")
                 if writer is not None:
@@ -130,10 +136,9 @@ async def run_load(p: LoadParams) -> dict[str, object]:
                 reader = writer = None
                 await asyncio.sleep(0.001)
                 continue
-            if t0 < measure_from:
+            if not measured:
                 counts["warmup"] += 1
                 continue
-            budget[0] -= 1
             hist.record_value(max(HIST_MIN_US, min(HIST_MAX_US, round((t1 - t0) * 1e6))))
             counts["ok" if 200 <= status < 300 else "non_2xx"] += 1
         if writer is not None:

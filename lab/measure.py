@@ -267,7 +267,7 @@ class Runner:
                 "--connections", str(cell.concurrency), "--duration", str(self.plan.http_duration),
                 "--warmup", str(self.plan.http_warmup), "--max-requests", str(self.plan.http_max_requests),
             ]  # fmt: skip
-            log.info("$ %s", " ".join(load_cmd))
+            log.debug("$ %s", " ".join(load_cmd))
             limit = self.plan.http_warmup + self.plan.http_duration + 60
             done = subprocess.run(load_cmd, capture_output=True, text=True, timeout=limit, check=False,
                                   env=child_env({"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}))  # fmt: skip
@@ -342,7 +342,7 @@ class Runner:
             order = self.envs if index % 2 == 0 else list(reversed(self.envs))
             for env in order:
                 self.on_progress(f"{cell.bench_name} on {env.interpreter.spec_name}")
-                self.records.append(self.run_handler(cell, env))
+                self._keep(self.run_handler(cell, env))
         http_runs: dict[tuple[str, str], list[pyperf.Run]] = {}
         # Repeats outermost and interpreters innermost: A B A B, never A A B B.
         for repeat in range(self.plan.repeats):
@@ -357,12 +357,19 @@ class Runner:
                                             concurrency=cell.concurrency, repeat=repeat, status="failed",
                                             reason=str(exc), bench_name=cell.bench_name)  # fmt: skip
                         run = None
-                    self.records.append(record)
+                    self._keep(record)
                     if run is not None:
                         http_runs.setdefault((name, cell.bench_name), []).append(run)
         for (name, _bench), runs in http_runs.items():
             self.benchmarks[name].append(pyperf.Benchmark(runs))
         return self.records
+
+    def _keep(self, record: CellRecord) -> None:
+        self.records.append(record)
+        if record.status != "ok":
+            # Loudly, as it happens: an invalid cell must not wait for the summary to be seen.
+            log.warning("%s: %s on %s (repeat %d): %s", record.status.upper(), record.bench_name,
+                        record.interpreter, record.repeat, record.reason)  # fmt: skip
 
     def write(self, plan_path_note: str) -> None:
         raw = self.stage / "raw"

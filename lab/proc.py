@@ -52,7 +52,7 @@ def run_logged(
     timeout: float | None = None,
 ) -> int:
     """Run ``cmd`` to completion with output appended to ``log_path``; return its exit code."""
-    log.info("$ %s", shlex.join(cmd))
+    log.debug("$ %s", shlex.join(cmd))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as out:
         out.write(f"\n$ {shlex.join(cmd)}\n".encode())
@@ -73,10 +73,10 @@ def capture(cmd: Sequence[str], *, env: Mapping[str, str], timeout: float = 120)
     return subprocess.run(list(cmd), capture_output=True, text=True, env=dict(env), timeout=timeout, check=False)
 
 
-def kill_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    """SIGTERM the process group, wait ``grace`` seconds, then SIGKILL it; always reap."""
+def kill_group(proc: subprocess.Popen[bytes], grace: float = 10.0, stop_signal: int = signal.SIGTERM) -> None:
+    """Send ``stop_signal`` to the process group, wait ``grace`` seconds, then SIGKILL it; always reap."""
     if proc.poll() is None:
-        _signal_group(proc.pid, signal.SIGTERM)
+        _signal_group(proc.pid, stop_signal)
         try:
             proc.wait(timeout=grace)
         except subprocess.TimeoutExpired:
@@ -87,9 +87,18 @@ def kill_group(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
         proc.wait(timeout=grace)
     except subprocess.TimeoutExpired:  # pragma: no cover - only on a wedged kernel
         log.error("process %d did not exit after SIGKILL", proc.pid)
+    # Orphaned group members die asynchronously; return only once the group is gone.
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.01)
+    log.error("process group %d still has members after SIGKILL", proc.pid)
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
+def _signal_group(pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
@@ -99,7 +108,8 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 class ManagedProcess:
     """A running child in its own process group, with its log file."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path, name: str) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path, name: str, stop_signal: int) -> None:
+        self.stop_signal = stop_signal
         self.proc = proc
         self.log_path = log_path
         self.name = name
@@ -134,8 +144,8 @@ class ManagedProcess:
         )
 
     def stop(self, grace: float = 10.0) -> int | None:
-        """Graceful stop (SIGTERM to the group so workers run their exit hooks), then reap."""
-        kill_group(self.proc, grace)
+        """Graceful stop (so workers run their exit hooks), then SIGKILL whatever is left, and reap."""
+        kill_group(self.proc, grace, self.stop_signal)
         return self.proc.returncode
 
 
@@ -148,9 +158,10 @@ def managed(
     env: Mapping[str, str],
     cwd: Path | None = None,
     stdout: int | None = None,
+    stop_signal: int = signal.SIGTERM,
 ) -> Iterator[ManagedProcess]:
     """Start ``cmd`` in a new session; stop and reap its whole group on leaving, whatever happens."""
-    log.info("starting %s: %s", name, shlex.join(cmd))
+    log.debug("starting %s: %s", name, shlex.join(cmd))
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as out:
         out.write(f"$ {shlex.join(cmd)}\n".encode())
@@ -163,7 +174,7 @@ def managed(
             cwd=cwd,
             start_new_session=True,
         )
-    managed_proc = ManagedProcess(proc, log_path, name)
+    managed_proc = ManagedProcess(proc, log_path, name, stop_signal)
     try:
         yield managed_proc
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import http.client
+import signal
 import socket
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -33,6 +34,13 @@ class ServerConfig:
     threads: int = 1
     loop: str = "asyncio"
     http: str = "h11"
+
+    @property
+    def stop_signal(self) -> int:
+        # gunicorn stops gracefully on SIGTERM. uvicorn re-raises SIGTERM after its
+        # shutdown, which kills it before atexit handlers (our GIL report) run; on
+        # SIGINT it ends with KeyboardInterrupt, so atexit still runs.
+        return signal.SIGTERM if self.kind == "gunicorn-gthread" else signal.SIGINT
 
     @property
     def label(self) -> str:
@@ -111,7 +119,7 @@ def running_server(
         check_port_free(port)
     proc_env = child_env({"PYTHONPATH": str(WORKLOADS_DIR), **extra_env})
     with managed(command(config, env.python, port), name=config.label, log_path=log_path, env=proc_env,
-                 cwd=WORKLOADS_DIR) as server:  # fmt: skip
+                 cwd=WORKLOADS_DIR, stop_signal=config.stop_signal) as server:  # fmt: skip
         try:
             server.wait_ready(lambda: responds(port), timeout=READY_TIMEOUT_S)
         except ServerStartFailed as exc:

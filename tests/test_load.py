@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import asyncio
+import http.server
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from lab.load import LoadError, LoadParams, check_params, run_load
+
+
+def params(url: str, **kw: float) -> LoadParams:
+    base = {"connections": 2, "duration": 0.3, "warmup": 0.05, "max_requests": 1000}
+    base.update(kw)
+    return LoadParams(url=url, **base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("http://10.0.0.1:80/", "only loopback addresses are allowed"),
+        ("http://example.com:80/", "only loopback addresses are allowed"),
+        ("https://127.0.0.1:443/", "must be http://"),
+        ("http://127.0.0.1/", "must be http://"),
+    ],
+)
+def test_only_loopback_http_urls(url: str, message: str) -> None:
+    with pytest.raises(LoadError, match=message):
+        check_params(params(url))
+
+
+def test_request_counts_and_durations_are_bounded() -> None:
+    with pytest.raises(LoadError, match="duration must be in"):
+        check_params(params("http://127.0.0.1:8000/", duration=601))
+    with pytest.raises(LoadError, match="max_requests must be"):
+        check_params(params("http://127.0.0.1:8000/", max_requests=0))
+    with pytest.raises(LoadError, match="connections must be"):
+        check_params(params("http://127.0.0.1:8000/", connections=0))
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802
+        body = b"hello" if self.path == "/ok" else b"nope"
+        self.send_response(200 if self.path == "/ok" else 500)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[int]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd.server_address[1]
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_closed_loop_counts_and_percentiles(server: int) -> None:
+    result = asyncio.run(run_load(params(f"http://127.0.0.1:{server}/ok", max_requests=200, duration=5)))
+    assert result["ok"] == 200  # stops at the request budget, long before the duration
+    assert result["errors"] == 0 and result["non_2xx"] == 0
+    lat = result["latency_us"]
+    assert isinstance(lat, dict)
+    assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
+    assert result["histogram"]
+    assert result["cpu_s"] > 0
+
+
+def test_non_2xx_responses_are_counted(server: int) -> None:
+    result = asyncio.run(run_load(params(f"http://127.0.0.1:{server}/bad", max_requests=20, duration=5)))
+    assert (result["ok"], result["non_2xx"]) == (0, 20)
+
+
+def test_refused_connections_are_errors() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound but not listening: connections are refused
+        result = asyncio.run(run_load(params(f"http://127.0.0.1:{port}/", duration=0.2, warmup=0, max_requests=5)))
+    assert result["ok"] == 0 and result["errors"] == 5

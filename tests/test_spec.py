@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab.errors import SpecError
+from lab.spec import (
+    VARIANTS,
+    InterpreterSpec,
+    Plan,
+    available_plans,
+    load_interpreter,
+    load_plan,
+    spec_differences,
+)
+
+SHA = "a" * 64
+
+
+def write_spec(path: Path, name: str, flags: str = "[]", extra: str = "", sha: str = SHA) -> Path:
+    path.write_text(
+        f'[interpreter]\nname = "{name}"\nversion = "3.13.15"\nurl = "https://example.invalid/P.tar.xz"\n'
+        f'sha256 = "{sha}"\nconfigure_flags = {flags}\n{extra}'
+    )
+    return path
+
+
+def test_shipped_specs_are_a_matched_pair() -> None:
+    gil, ft = load_interpreter("cpython-3.13"), load_interpreter("cpython-3.13t")
+    assert not gil.free_threaded and ft.free_threaded
+    assert spec_differences(gil, ft) == []
+    assert gil.flags_for("release") == ("--enable-optimizations", "--with-lto")
+    assert ft.flags_for("fast") == ("--disable-gil",)
+
+
+def test_unknown_spec_names_the_available_ones() -> None:
+    with pytest.raises(SpecError, match=r"interpreter spec 'cpython-3.12t' not found; available: cpython-3.13, cpython-3.13t"):
+        load_interpreter("cpython-3.12t")
+
+
+def test_unknown_key_is_named_with_file(tmp_path: Path) -> None:
+    path = write_spec(tmp_path / "x.toml", "x", extra='optimise = true\n')
+    with pytest.raises(SpecError, match=r"x.toml: unknown key 'interpreter.optimise'"):
+        InterpreterSpec.from_toml(path)
+
+
+def test_bad_checksum_format_is_rejected(tmp_path: Path) -> None:
+    path = write_spec(tmp_path / "x.toml", "x", sha="XYZ")
+    with pytest.raises(SpecError, match="64 lowercase hex digits, got 'XYZ'"):
+        InterpreterSpec.from_toml(path)
+
+
+def test_differences_besides_disable_gil_are_listed(tmp_path: Path) -> None:
+    gil = InterpreterSpec.from_toml(write_spec(tmp_path / "a.toml", "a", '["--with-pydebug"]'))
+    ft = InterpreterSpec.from_toml(write_spec(tmp_path / "b.toml", "b", '["--disable-gil"]'))
+    diffs = spec_differences(gil, ft)
+    assert diffs == ["configure_flags besides --disable-gil: ['--with-pydebug'] != []"]
+
+
+def test_swapped_roles_are_a_difference() -> None:
+    gil, ft = load_interpreter("cpython-3.13"), load_interpreter("cpython-3.13t")
+    diffs = spec_differences(ft, gil)
+    assert any("used as the GIL build" in d for d in diffs)
+
+
+def test_shipped_plans_load() -> None:
+    assert {"smoke", "quick"} <= set(available_plans())
+    for name in available_plans():
+        plan = load_plan(name)
+        assert set(plan.variants) <= set(VARIANTS)
+
+
+def test_plan_rejects_unknown_variant(tmp_path: Path) -> None:
+    text = (Path(__file__).parent.parent / "lab" / "plans" / "smoke.toml").read_text()
+    path = tmp_path / "p.toml"
+    path.write_text(text.replace('variants = ["sync", "async"]', 'variants = ["sync", "threads"]'))
+    with pytest.raises(SpecError, match="unknown variant 'threads'; accepted: sync, async, bridged, sync-on-asgi"):
+        Plan.from_toml(path)
+
+
+def test_plan_rejects_unbounded_duration(tmp_path: Path) -> None:
+    text = (Path(__file__).parent.parent / "lab" / "plans" / "smoke.toml").read_text()
+    path = tmp_path / "p.toml"
+    path.write_text(text.replace("http_duration = 1.0", "http_duration = 3600.0"))
+    with pytest.raises(SpecError, match="capped at 600 s"):
+        Plan.from_toml(path)
+
+
+def test_unknown_plan_lists_available() -> None:
+    with pytest.raises(SpecError, match="plan 'nope' not found; available: .*quick.*smoke"):
+        load_plan("nope")
