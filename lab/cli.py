@@ -15,7 +15,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,7 +27,7 @@ from lab import __version__
 
 if TYPE_CHECKING:
     import pandas as pd
-from lab.build import SOURCE_ENV, EXTERNAL_WARNING, Interpreter, ensure_built, use_external
+from lab.build import EXTERNAL_WARNING, SOURCE_ENV, Interpreter, ensure_built, use_external
 from lab.errors import LabError, MeasurementFailed, SpecError
 from lab.spec import BUILD_PROFILES, REPO_ROOT, available_plans, load_interpreter, load_plan, spec_differences
 
@@ -40,16 +40,28 @@ EXIT_INTERRUPTED = 130
 
 def _add_interpreter_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("interpreters")
-    g.add_argument("--gil-spec", default="cpython-3.13", help="spec in interpreters/ for the GIL build (default: %(default)s)")
+    g.add_argument(
+        "--gil-spec", default="cpython-3.13", help="spec in interpreters/ for the GIL build (default: %(default)s)"
+    )
     g.add_argument("--ft-spec", default="cpython-3.13t", help="spec for the free-threaded build (default: %(default)s)")
-    g.add_argument("--profile", choices=BUILD_PROFILES, default="fast",
-                   help="build profile: fast = plain ./configure (minutes); release = --enable-optimizations "
-                        "--with-lto, for published results (default: %(default)s)")  # fmt: skip
-    g.add_argument("--source", default=None,
-                   help=f"local CPython tarball, or a directory holding Python-<version>.tar.xz "
-                        f"(default: ${SOURCE_ENV}, then the cache, then the spec's URL); sha256 is always verified")  # fmt: skip
-    g.add_argument("--allow-mismatch", action="store_true",
-                   help="build specs that differ in more than --disable-gil (the difference is recorded)")  # fmt: skip
+    g.add_argument(
+        "--profile",
+        choices=BUILD_PROFILES,
+        default="fast",
+        help="build profile: fast = plain ./configure (minutes); release = --enable-optimizations "
+        "--with-lto, for published results (default: %(default)s)",
+    )
+    g.add_argument(
+        "--source",
+        default=None,
+        help=f"local CPython tarball, or a directory holding Python-<version>.tar.xz "
+        f"(default: ${SOURCE_ENV}, then the cache, then the spec's URL); sha256 is always verified",
+    )
+    g.add_argument(
+        "--allow-mismatch",
+        action="store_true",
+        help="build specs that differ in more than --disable-gil (the difference is recorded)",
+    )
     g.add_argument("--python-gil", metavar="PATH", help="use this existing GIL interpreter instead of building")
     g.add_argument("--python-ft", metavar="PATH", help="use this existing free-threaded interpreter (e.g. python3.13t)")
     g.add_argument("-j", "--jobs", type=int, default=None, help="parallel make jobs (default: CPU count)")
@@ -68,11 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("interpreters", help="build (or reuse) and verify both interpreters")
     _add_interpreter_options(p)
 
-    p = sub.add_parser("compare", help="build if missing, install workloads, measure both interpreters, report",
-                       description="Run a measurement plan on both interpreters and print the comparison table.")  # fmt: skip
+    p = sub.add_parser(
+        "compare",
+        help="build if missing, install workloads, measure both interpreters, report",
+        description="Run a measurement plan on both interpreters and print the comparison table.",
+    )
     _add_interpreter_options(p)
-    p.add_argument("--plan", default="quick", help=f"run plan: one of {', '.join(available_plans())}, or a TOML path "
-                   "(default: %(default)s)")  # fmt: skip
+    p.add_argument(
+        "--plan",
+        default="quick",
+        help=f"run plan: one of {', '.join(available_plans())}, or a TOML path (default: %(default)s)",
+    )
     p.add_argument("--results-dir", type=Path, default=REPO_ROOT / "results", help="where run directories go")
     p.add_argument("--run-id", default=None, help="name of the run directory (default: UTC timestamp and plan)")
     p.add_argument("--port", type=int, default=None, help="server port on 127.0.0.1 (default: a free port per cell)")
@@ -93,8 +111,10 @@ def resolve_interpreters(args: argparse.Namespace) -> list[Interpreter]:
     gil, ft = load_interpreter(args.gil_spec), load_interpreter(args.ft_spec)
     diffs = spec_differences(gil, ft)
     if diffs and not args.allow_mismatch:
-        raise SpecError(f"specs {gil.name} and {ft.name} differ in more than {'--disable-gil'}: {'; '.join(diffs)} "
-                        "(pass --allow-mismatch to build them anyway)")  # fmt: skip
+        raise SpecError(
+            f"specs {gil.name} and {ft.name} differ in more than {'--disable-gil'}: {'; '.join(diffs)} "
+            "(pass --allow-mismatch to build them anyway)"
+        )
     mismatch = tuple(f"spec mismatch: {d}" for d in diffs)
     built = [ensure_built(s, args.profile, source=args.source, jobs=args.jobs) for s in (gil, ft)]
     if mismatch:
@@ -124,7 +144,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
     if args.port is not None:
         check_port_free(args.port)
-    run_id = args.run_id or f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{plan.name}"
+    run_id = args.run_id or f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{plan.name}"
     if "/" in run_id or run_id.startswith("."):
         raise SpecError(f"--run-id {run_id!r} must be a plain directory name")
     final = args.results_dir / run_id
@@ -169,8 +189,14 @@ def progress_reporter(total: int, *, quiet: bool) -> Iterator[Callable[[str], No
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True) as progress:  # fmt: skip
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
         task = progress.add_task("starting", total=total)
         started = [False]
 
@@ -186,15 +212,33 @@ def progress_reporter(total: int, *, quiet: bool) -> Iterator[Callable[[str], No
 
 def _print_summary(table: pd.DataFrame) -> None:
     out = Table(title="throughput (req/s, mean ± 95% CI) and p95 latency; ratio = 3.13t / 3.13")
-    for col in ("tier", "variant", "conc", "3.13 req/s", "3.13 p95 ms", "3.13t req/s", "3.13t p95 ms", "3.13t/3.13", "status"):
+    for col in (
+        "tier",
+        "variant",
+        "conc",
+        "3.13 req/s",
+        "3.13 p95 ms",
+        "3.13t req/s",
+        "3.13t p95 ms",
+        "3.13t/3.13",
+        "status",
+    ):
         out.add_column(col, justify="right" if col not in ("tier", "variant", "status") else "left")
     from lab.report import _fmt
 
     for r in table.to_dict("records"):
         ratio = "—" if r["ft_over_gil"] != r["ft_over_gil"] else f"{r['ft_over_gil']:.2f}"
-        out.add_row(r["tier"], r["variant"], str(r["concurrency"]), f"{_fmt(r['gil_rps'])} ± {_fmt(r['gil_ci'])}",
-                    _fmt(r["gil_p95_ms"], 2), f"{_fmt(r['ft_rps'])} ± {_fmt(r['ft_ci'])}", _fmt(r["ft_p95_ms"], 2),
-                    ratio, f"{r['gil_status']}/{r['ft_status']}")  # fmt: skip
+        out.add_row(
+            r["tier"],
+            r["variant"],
+            str(r["concurrency"]),
+            f"{_fmt(r['gil_rps'])} ± {_fmt(r['gil_ci'])}",
+            _fmt(r["gil_p95_ms"], 2),
+            f"{_fmt(r['ft_rps'])} ± {_fmt(r['ft_ci'])}",
+            _fmt(r["ft_p95_ms"], 2),
+            ratio,
+            f"{r['gil_status']}/{r['ft_status']}",
+        )
     table_console.print(out)
 
 

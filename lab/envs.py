@@ -72,15 +72,23 @@ def _create(interpreter: Interpreter, root: Path, marker: Path) -> None:
     python = root / "bin" / "python"
     steps = [
         [str(interpreter.python), "-m", "venv", str(root)],
-        [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-         "--only-binary=:all:", "-r", str(LOCK_FILE)],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--only-binary=:all:",
+            "-r",
+            str(LOCK_FILE),
+        ],
     ]
     for cmd in steps:
         code = run_logged(cmd, log_path=log_path, env=env)
         if code != 0:
             raise BuildFailed(
-                f"creating the workload environment for {interpreter.spec_name} failed "
-                f"(exit {code}); see {log_path}",
+                f"creating the workload environment for {interpreter.spec_name} failed (exit {code}); see {log_path}",
                 return_code=code,
                 log_tail=tail(log_path),
             )

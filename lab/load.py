@@ -22,6 +22,7 @@ import resource
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from hdrh.histogram import HdrHistogram
@@ -94,7 +95,7 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def run_load(p: LoadParams) -> dict[str, object]:
+async def run_load(p: LoadParams) -> dict[str, Any]:
     host, port, path = check_params(p)
     request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: lab-load\r\n\r\n".encode()
     hist = HdrHistogram(HIST_MIN_US, HIST_MAX_US, HIST_DIGITS)
@@ -121,12 +122,12 @@ async def run_load(p: LoadParams) -> dict[str, object]:
             try:
                 if writer is None:
                     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), p.timeout)
-                assert reader is not None
+                assert reader is not None and writer is not None
                 t0 = time.perf_counter()
                 writer.write(request)
                 status = await asyncio.wait_for(_read_response(reader), p.timeout)
                 t1 = time.perf_counter()
-            except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
                 if measured:
                     counts["errors"] += 1
                     if len(error_samples) < 5:

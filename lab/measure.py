@@ -124,8 +124,14 @@ def _cpu_model() -> str:
 
 def _git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=WORKLOADS_DIR, capture_output=True,
-                             text=True, timeout=5, check=False)  # fmt: skip
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=WORKLOADS_DIR,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
         return out.stdout.strip() or "unknown"
     except OSError:
         return "unknown"
@@ -151,8 +157,15 @@ def interpreter_metadata(env: WorkloadEnv) -> dict[str, Any]:
 class Runner:
     """Runs the cells of a plan; one instance per run directory."""
 
-    def __init__(self, plan: Plan, envs: list[WorkloadEnv], stage_dir: Path, *, port: int | None,
-                 on_progress: Callable[[str], None] = lambda _msg: None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        plan: Plan,
+        envs: list[WorkloadEnv],
+        stage_dir: Path,
+        *,
+        port: int | None,
+        on_progress: Callable[[str], None] = lambda _msg: None,
+    ) -> None:
         self.plan = plan
         self.envs = envs
         self.stage = stage_dir
@@ -193,8 +206,12 @@ class Runner:
         for env in self.envs:
             log_path = self.work / "logs" / f"seed-{env.interpreter.spec_name}.log"
             vars_ = self._env_vars(env, self._gil_dir(f"seed-{env.interpreter.spec_name}"))
-            code = run_logged([str(env.python), "-m", "shop.seed"], log_path=log_path,
-                              env=child_env({"PYTHONPATH": str(WORKLOADS_DIR), **vars_}), cwd=WORKLOADS_DIR)  # fmt: skip
+            code = run_logged(
+                [str(env.python), "-m", "shop.seed"],
+                log_path=log_path,
+                env=child_env({"PYTHONPATH": str(WORKLOADS_DIR), **vars_}),
+                cwd=WORKLOADS_DIR,
+            )
             if code != 0:
                 raise LabError(f"seeding the database for {env.interpreter.spec_name} failed: {tail(log_path, 5)}")
 
@@ -209,27 +226,56 @@ class Runner:
         out.unlink(missing_ok=True)
         vars_ = self._env_vars(env, gil_dir)
         cmd = [
-            str(env.python), str(WORKLOADS_DIR / "bench_handler.py"),
-            "--variant", cell.variant, "--concurrency", str(cell.concurrency), "--bench-name", cell.bench_name,
-            "--processes", str(self.plan.handler_processes), "--values", str(self.plan.handler_values),
-            "--warmups", str(self.plan.handler_warmups), "--min-time", str(self.plan.handler_min_time),
+            str(env.python),
+            str(WORKLOADS_DIR / "bench_handler.py"),
+            "--variant",
+            cell.variant,
+            "--concurrency",
+            str(cell.concurrency),
+            "--bench-name",
+            cell.bench_name,
+            "--processes",
+            str(self.plan.handler_processes),
+            "--values",
+            str(self.plan.handler_values),
+            "--warmups",
+            str(self.plan.handler_warmups),
+            "--min-time",
+            str(self.plan.handler_min_time),
             # pyperf workers get only a few variables; pass what the workload needs explicitly.
-            "--inherit-environ", ",".join(sorted(vars_)), "--quiet", "--output", str(out),
-        ]  # fmt: skip
+            "--inherit-environ",
+            ",".join(sorted(vars_)),
+            "--quiet",
+            "--output",
+            str(out),
+        ]
         log_path = self.work / "logs" / f"{tag}.log"
         started = time.monotonic()
         code = run_logged(cmd, log_path=log_path, env=child_env(vars_), cwd=WORKLOADS_DIR, timeout=1800)
-        record = CellRecord(interpreter=name, tier=cell.tier, variant=cell.variant, concurrency=cell.concurrency,
-                            repeat=0, status="ok", bench_name=cell.bench_name,
-                            wall_s=round(time.monotonic() - started, 2))  # fmt: skip
+        record = CellRecord(
+            interpreter=name,
+            tier=cell.tier,
+            variant=cell.variant,
+            concurrency=cell.concurrency,
+            repeat=0,
+            status="ok",
+            bench_name=cell.bench_name,
+            wall_s=round(time.monotonic() - started, 2),
+        )
         if code != 0 or not out.is_file():
             record.status, record.reason = "failed", f"pyperf exited {code}: {tail(log_path, 3)}"
             return record
         judged = self._judge(env, gil_dir)
         record.gil = judged.metadata()
         bench = pyperf.Benchmark.load(str(out))
-        bench.update_metadata({**self._common_metadata(env, cell), **judged.metadata(),
-                               "lab_status": judged.status, "lab_reason": judged.reason or "-"})  # fmt: skip
+        bench.update_metadata(
+            {
+                **self._common_metadata(env, cell),
+                **judged.metadata(),
+                "lab_status": judged.status,
+                "lab_reason": judged.reason or "-",
+            }
+        )
         self.benchmarks[name].append(bench)
         if judged.status != "ok":
             record.status, record.reason = judged.status, judged.reason
@@ -253,27 +299,58 @@ class Runner:
         tag = f"{name}-{cell.bench_name.replace('/', '-')}-r{repeat}"
         gil_dir = self._gil_dir(tag)
         config = server_for(VARIANT_INTERFACE[cell.variant], self.plan.server_threads)
-        record = CellRecord(interpreter=name, tier=cell.tier, variant=cell.variant, concurrency=cell.concurrency,
-                            repeat=repeat, status="ok", bench_name=cell.bench_name)  # fmt: skip
+        record = CellRecord(
+            interpreter=name,
+            tier=cell.tier,
+            variant=cell.variant,
+            concurrency=cell.concurrency,
+            repeat=repeat,
+            status="ok",
+            bench_name=cell.bench_name,
+        )
         started = time.monotonic()
         load: dict[str, Any] | None = None
         usage = None
-        with running_server(config, env, port=self.port, extra_env=self._env_vars(env, gil_dir),
-                            log_path=self.work / "logs" / f"{tag}-server.log") as (server, port):  # fmt: skip
+        with running_server(
+            config,
+            env,
+            port=self.port,
+            extra_env=self._env_vars(env, gil_dir),
+            log_path=self.work / "logs" / f"{tag}-server.log",
+        ) as (server, port):
             sampler = TreeSampler(server.pid)
             sampler.start()
             load_cmd = [
-                sys.executable, "-m", "lab.load", "--url", f"http://127.0.0.1:{port}{VARIANT_PATH[cell.variant]}",
-                "--connections", str(cell.concurrency), "--duration", str(self.plan.http_duration),
-                "--warmup", str(self.plan.http_warmup), "--max-requests", str(self.plan.http_max_requests),
-            ]  # fmt: skip
+                sys.executable,
+                "-m",
+                "lab.load",
+                "--url",
+                f"http://127.0.0.1:{port}{VARIANT_PATH[cell.variant]}",
+                "--connections",
+                str(cell.concurrency),
+                "--duration",
+                str(self.plan.http_duration),
+                "--warmup",
+                str(self.plan.http_warmup),
+                "--max-requests",
+                str(self.plan.http_max_requests),
+            ]
             log.debug("$ %s", " ".join(load_cmd))
             limit = self.plan.http_warmup + self.plan.http_duration + 60
-            done = subprocess.run(load_cmd, capture_output=True, text=True, timeout=limit, check=False,
-                                  env=child_env({"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}))  # fmt: skip
+            done = subprocess.run(
+                load_cmd,
+                capture_output=True,
+                text=True,
+                timeout=limit,
+                check=False,
+                env=child_env({"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}),
+            )
             usage = sampler.stop()
             if done.returncode != 0:
-                record.status, record.reason = "failed", f"load generator exited {done.returncode}: {done.stderr.strip()[-300:]}"
+                record.status, record.reason = (
+                    "failed",
+                    f"load generator exited {done.returncode}: {done.stderr.strip()[-300:]}",
+                )
             else:
                 load = json.loads(done.stdout)
             if not server.alive():
@@ -353,9 +430,16 @@ class Runner:
                     try:
                         record, run = self.run_http(cell, env, repeat)
                     except LabError as exc:
-                        record = CellRecord(interpreter=name, tier=cell.tier, variant=cell.variant,
-                                            concurrency=cell.concurrency, repeat=repeat, status="failed",
-                                            reason=str(exc), bench_name=cell.bench_name)  # fmt: skip
+                        record = CellRecord(
+                            interpreter=name,
+                            tier=cell.tier,
+                            variant=cell.variant,
+                            concurrency=cell.concurrency,
+                            repeat=repeat,
+                            status="failed",
+                            reason=str(exc),
+                            bench_name=cell.bench_name,
+                        )
                         run = None
                     self._keep(record)
                     if run is not None:
@@ -368,8 +452,14 @@ class Runner:
         self.records.append(record)
         if record.status != "ok":
             # Loudly, as it happens: an invalid cell must not wait for the summary to be seen.
-            log.warning("%s: %s on %s (repeat %d): %s", record.status.upper(), record.bench_name,
-                        record.interpreter, record.repeat, record.reason)  # fmt: skip
+            log.warning(
+                "%s: %s on %s (repeat %d): %s",
+                record.status.upper(),
+                record.bench_name,
+                record.interpreter,
+                record.repeat,
+                record.reason,
+            )
 
     def write(self, plan_path_note: str) -> None:
         raw = self.stage / "raw"
@@ -386,8 +476,9 @@ class Runner:
             "plan": asdict(self.plan),
             "plan_source": plan_path_note,
             "machine": self.machine,
-            "interpreters": {e.interpreter.spec_name: {**e.interpreter.provenance(), "packages": e.packages}
-                             for e in self.envs},  # fmt: skip
+            "interpreters": {
+                e.interpreter.spec_name: {**e.interpreter.provenance(), "packages": e.packages} for e in self.envs
+            },
             "cells": [asdict(r) for r in self.records],
         }
         write_json_atomic(self.stage / "cells.json", cells_doc)

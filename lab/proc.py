@@ -132,8 +132,7 @@ class ManagedProcess:
         while time.monotonic() < deadline:
             if not self.alive():
                 raise ServerStartFailed(
-                    f"{self.name} exited with code {self.proc.returncode} before it was ready "
-                    f"(log: {self.log_path})",
+                    f"{self.name} exited with code {self.proc.returncode} before it was ready (log: {self.log_path})",
                     log_tail=self.log_tail(),
                 )
             if probe():

@@ -22,9 +22,38 @@ from lab import FORMAT_VERSION
 from lab.errors import LabError
 
 # Two-sided 95% Student-t critical values by degrees of freedom (1..30); 1.96 beyond.
-_T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-        2.045, 2.042]  # fmt: skip
+_T95 = [
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+]
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 20261130
 
@@ -67,7 +96,9 @@ def load_run(run_dir: Path) -> RunData:
         raise LabError(f"'{run_dir}' is not a lab run directory (no cells.json)")
     cells = json.loads(cells_path.read_text())
     if cells.get("format_version") != FORMAT_VERSION:
-        raise LabError(f"{cells_path} has format_version {cells.get('format_version')!r}; this lab reads {FORMAT_VERSION}")
+        raise LabError(
+            f"{cells_path} has format_version {cells.get('format_version')!r}; this lab reads {FORMAT_VERSION}"
+        )
     rows: list[dict[str, Any]] = []
     for path in sorted((run_dir / "raw").glob("*.json")):
         suite = pyperf.BenchmarkSuite.load(str(path))
@@ -75,24 +106,26 @@ def load_run(run_dir: Path) -> RunData:
             for run in bench.get_runs():
                 md = run.get_metadata()
                 for value in run.values:
-                    rows.append({
-                        "interpreter": md["lab_interpreter"],
-                        "role": md["lab_role"],
-                        "build_profile": md.get("lab_build_profile", "?"),
-                        "tier": md["lab_tier"],
-                        "variant": md["lab_variant"],
-                        "concurrency": int(md["lab_concurrency"]),
-                        "status": md.get("lab_status", "ok"),
-                        "reason": md.get("lab_reason", "-"),
-                        "gil_enabled_at_end": int(md.get("gil_enabled_at_end", -1)),
-                        "seconds_per_request": value,
-                        "throughput_rps": 1.0 / value,
-                        "p95_ms": float(md["latency_p95_ms"]) if "latency_p95_ms" in md else math.nan,
-                        "p99_ms": float(md["latency_p99_ms"]) if "latency_p99_ms" in md else math.nan,
-                        "server_cpu_ms_per_req": float(md.get("server_cpu_ms_per_req", math.nan)),
-                        "load_cpu_share": float(md.get("load_cpu_share", math.nan)),
-                        "server_config": _server_label(md),
-                    })  # fmt: skip
+                    rows.append(
+                        {
+                            "interpreter": md["lab_interpreter"],
+                            "role": md["lab_role"],
+                            "build_profile": md.get("lab_build_profile", "?"),
+                            "tier": md["lab_tier"],
+                            "variant": md["lab_variant"],
+                            "concurrency": int(md["lab_concurrency"]),
+                            "status": md.get("lab_status", "ok"),
+                            "reason": md.get("lab_reason", "-"),
+                            "gil_enabled_at_end": int(md.get("gil_enabled_at_end", -1)),
+                            "seconds_per_request": value,
+                            "throughput_rps": 1.0 / value,
+                            "p95_ms": float(md["latency_p95_ms"]) if "latency_p95_ms" in md else math.nan,
+                            "p99_ms": float(md["latency_p99_ms"]) if "latency_p99_ms" in md else math.nan,
+                            "server_cpu_ms_per_req": float(md.get("server_cpu_ms_per_req", math.nan)),
+                            "load_cpu_share": float(md.get("load_cpu_share", math.nan)),
+                            "server_config": _server_label(md),
+                        }
+                    )
     return RunData(run_dir=run_dir, cells=cells, values=pd.DataFrame(rows))
 
 
@@ -120,22 +153,32 @@ def summary_table(data: RunData) -> pd.DataFrame:
         for role in ("gil", "ft"):
             g = by_role.get(role)
             if g is None:
-                row.update({f"{role}_rps": math.nan, f"{role}_ci": math.nan, f"{role}_cv": math.nan,
-                            f"{role}_p95_ms": math.nan, f"{role}_n": 0, f"{role}_status": "missing"})  # fmt: skip
+                row.update(
+                    {
+                        f"{role}_rps": math.nan,
+                        f"{role}_ci": math.nan,
+                        f"{role}_cv": math.nan,
+                        f"{role}_p95_ms": math.nan,
+                        f"{role}_n": 0,
+                        f"{role}_status": "missing",
+                    }
+                )
                 continue
             rps = g["throughput_rps"].tolist()
             mean, ci = mean_ci(rps)
             statuses = sorted(set(g["status"]))
-            row.update({
-                f"{role}_interpreter": g["interpreter"].iloc[0],
-                f"{role}_rps": mean,
-                f"{role}_ci": ci,
-                f"{role}_cv": statistics.stdev(rps) / mean if len(rps) > 1 else math.nan,
-                f"{role}_p95_ms": g["p95_ms"].mean(),
-                f"{role}_n": len(rps),
-                f"{role}_status": "ok" if statuses == ["ok"] else "+".join(statuses),
-                f"{role}_server": g["server_config"].iloc[0],
-            })  # fmt: skip
+            row.update(
+                {
+                    f"{role}_interpreter": g["interpreter"].iloc[0],
+                    f"{role}_rps": mean,
+                    f"{role}_ci": ci,
+                    f"{role}_cv": statistics.stdev(rps) / mean if len(rps) > 1 else math.nan,
+                    f"{role}_p95_ms": g["p95_ms"].mean(),
+                    f"{role}_n": len(rps),
+                    f"{role}_status": "ok" if statuses == ["ok"] else "+".join(statuses),
+                    f"{role}_server": g["server_config"].iloc[0],
+                }
+            )
             if statuses == ["ok"]:
                 valid[role] = rps
         if "gil" in valid and "ft" in valid:
@@ -167,10 +210,12 @@ def markdown(data: RunData, table: pd.DataFrame) -> str:
         "",
     ]
     for name, info in interps.items():
-        lines.append(f"- `{name}`: Python {info['version']}, profile `{info['build_profile']}`, "
-                     f"flags `{' '.join(info['configure_flags']) or '(none)'}`, Py_GIL_DISABLED={int(info['py_gil_disabled'])}, "
-                     f"Django {info['packages'].get('django')}, gunicorn {info['packages'].get('gunicorn')}, "
-                     f"uvicorn {info['packages'].get('uvicorn')}")  # fmt: skip
+        lines.append(
+            f"- `{name}`: Python {info['version']}, profile `{info['build_profile']}`, "
+            f"flags `{' '.join(info['configure_flags']) or '(none)'}`, Py_GIL_DISABLED={int(info['py_gil_disabled'])}, "
+            f"Django {info['packages'].get('django')}, gunicorn {info['packages'].get('gunicorn')}, "
+            f"uvicorn {info['packages'].get('uvicorn')}"
+        )
     lines += [
         "",
         "Throughput is requests per second (mean ± 95% CI over repeats or pyperf values); p95 in ms (HTTP tier only); "
@@ -181,19 +226,27 @@ def markdown(data: RunData, table: pd.DataFrame) -> str:
         "|---|---|---:|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in table.to_dict("records"):
-        ratio = "—" if math.isnan(r["ft_over_gil"]) else (
-            f"{r['ft_over_gil']:.2f}" + ("" if math.isnan(r["ratio_low"]) else f" [{r['ratio_low']:.2f}, {r['ratio_high']:.2f}]"))
+        ratio = (
+            "—"
+            if math.isnan(r["ft_over_gil"])
+            else (
+                f"{r['ft_over_gil']:.2f}"
+                + ("" if math.isnan(r["ratio_low"]) else f" [{r['ratio_low']:.2f}, {r['ratio_high']:.2f}]")
+            )
+        )
         lines.append(
             f"| {r['tier']} | {r['variant']} | {r['concurrency']} | {r.get('gil_server', r.get('ft_server', ''))} | "
             f"{_fmt(r['gil_rps'])} ± {_fmt(r['gil_ci'])} | {_fmt(r['gil_p95_ms'], 2)} | "
             f"{_fmt(r['ft_rps'])} ± {_fmt(r['ft_ci'])} | {_fmt(r['ft_p95_ms'], 2)} | {ratio} | "
             f"{r['gil_status']} / {r['ft_status']} |"
-        )  # fmt: skip
+        )
     bad = [c for c in cells.get("cells", []) if c["status"] != "ok"]
     if bad:
         lines += ["", f"## {len(bad)} cells not ok", ""]
-        lines += [f"- {c['status'].upper()}: {c['bench_name']} on {c['interpreter']} (repeat {c['repeat']}): {c['reason']}"
-                  for c in bad]  # fmt: skip
+        lines += [
+            f"- {c['status'].upper()}: {c['bench_name']} on {c['interpreter']} (repeat {c['repeat']}): {c['reason']}"
+            for c in bad
+        ]
     return "\n".join(lines) + "\n"
 
 

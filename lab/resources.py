@@ -8,7 +8,6 @@ measured window, peak and mean RSS, and thread counts.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 
 import psutil
@@ -96,5 +95,3 @@ class TreeSampler:
             processes_peak=self._procs_peak,
             samples=len(self._rss),
         )
-
-

@@ -61,19 +61,51 @@ def server_for(interface: str, threads: int) -> ServerConfig:
 def command(config: ServerConfig, python: Path, port: int) -> list[str]:
     if config.kind == "gunicorn-gthread":
         return [
-            str(python), "-m", "gunicorn", "labsite.wsgi:application",
-            "--worker-class", "gthread", "--workers", str(config.workers), "--threads", str(config.threads),
-            "--bind", f"{HOST}:{port}", "--log-level", "warning",
+            str(python),
+            "-m",
+            "gunicorn",
+            "labsite.wsgi:application",
+            "--worker-class",
+            "gthread",
+            "--workers",
+            str(config.workers),
+            "--threads",
+            str(config.threads),
+            "--bind",
+            f"{HOST}:{port}",
+            "--log-level",
+            "warning",
             # Keep-alive long enough for the load generator's persistent connections.
-            "--keep-alive", "75", "--backlog", "2048",
-        ]  # fmt: skip
+            "--keep-alive",
+            "75",
+            "--backlog",
+            "2048",
+        ]
     return [
-        str(python), "-m", "uvicorn", "labsite.asgi:application",
-        "--host", HOST, "--port", str(port), "--workers", str(config.workers),
-        "--loop", config.loop, "--http", config.http, "--lifespan", "off",
-        "--no-access-log", "--log-level", "warning", "--timeout-keep-alive", "75",
-        "--backlog", "2048",
-    ]  # fmt: skip
+        str(python),
+        "-m",
+        "uvicorn",
+        "labsite.asgi:application",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        str(config.workers),
+        "--loop",
+        config.loop,
+        "--http",
+        config.http,
+        "--lifespan",
+        "off",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--timeout-keep-alive",
+        "75",
+        "--backlog",
+        "2048",
+    ]
 
 
 def free_port() -> int:
@@ -118,11 +150,18 @@ def running_server(
     else:
         check_port_free(port)
     proc_env = child_env({"PYTHONPATH": str(WORKLOADS_DIR), **extra_env})
-    with managed(command(config, env.python, port), name=config.label, log_path=log_path, env=proc_env,
-                 cwd=WORKLOADS_DIR, stop_signal=config.stop_signal) as server:  # fmt: skip
+    with managed(
+        command(config, env.python, port),
+        name=config.label,
+        log_path=log_path,
+        env=proc_env,
+        cwd=WORKLOADS_DIR,
+        stop_signal=config.stop_signal,
+    ) as server:
         try:
             server.wait_ready(lambda: responds(port), timeout=READY_TIMEOUT_S)
         except ServerStartFailed as exc:
-            raise ServerStartFailed(f"{exc}: {exc.log_tail.strip().splitlines()[-1:] or ''}",
-                                    log_tail=exc.log_tail) from None  # fmt: skip
+            raise ServerStartFailed(
+                f"{exc}: {exc.log_tail.strip().splitlines()[-1:] or ''}", log_tail=exc.log_tail
+            ) from None
         yield server, port

@@ -52,9 +52,7 @@ def _check_keys(path: Path, table: str, data: dict[str, Any], cls: type[Any]) ->
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise SpecError(
-            f"{path}: unknown key '{table}.{unknown[0]}'; accepted: {', '.join(sorted(known))}"
-        )
+        raise SpecError(f"{path}: unknown key '{table}.{unknown[0]}'; accepted: {', '.join(sorted(known))}")
     required = {
         f.name
         for f in dataclasses.fields(cls)
@@ -216,7 +214,11 @@ class Plan:
             ("server_threads", int, 1),
         ):
             value = table[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or (kind is int and not isinstance(value, int))
+            ):
                 raise SpecError(f"{path}: 'plan.{key}' must be a number, got {value!r}")
             if value < low:
                 raise SpecError(f"{path}: 'plan.{key}' must be >= {low}, got {value!r}")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from lab import build
-from lab.errors import BuildFailed, SourceError
+from lab.errors import BuildFailed, InterpreterCheckFailed, SourceError
 from lab.spec import InterpreterSpec, load_interpreter
 
 
@@ -41,7 +41,9 @@ def test_directory_holding_the_tarball_is_accepted(tmp_path: Path, empty_cache: 
     assert build.resolve_source(spec_for(tarball), str(tmp_path)) == tarball
 
 
-def test_environment_variable_points_at_source(tmp_path: Path, empty_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_variable_points_at_source(
+    tmp_path: Path, empty_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tarball = make_tarball(tmp_path)
     monkeypatch.setenv("LAB_CPYTHON_SOURCE", str(tmp_path))
     assert build.resolve_source(spec_for(tarball)) == tarball
@@ -64,7 +66,9 @@ def test_missing_tarball_is_a_clear_error(tmp_path: Path, empty_cache: Path) -> 
 
 def test_unreachable_url_suggests_a_local_tarball(tmp_path: Path, empty_cache: Path) -> None:
     spec = replace(load_interpreter("cpython-3.13"), url="http://127.0.0.1:9/Python-3.13.15.tar.xz")
-    with pytest.raises(SourceError, match="could not download .*pass a local tarball with --source or LAB_CPYTHON_SOURCE"):
+    with pytest.raises(
+        SourceError, match="could not download .*pass a local tarball with --source or LAB_CPYTHON_SOURCE"
+    ):
         build.resolve_source(spec)
     assert not list((empty_cache / "sources").glob("*")), "no partial download may be left behind"
 
@@ -90,8 +94,9 @@ def test_install_dir_is_under_the_cache(empty_cache: Path) -> None:
 
 
 def fake_steps(calls: list[list[str]], fail_step: str | None = None) -> Any:
-    def run_logged(cmd: list[str], *, log_path: Path, env: dict[str, str], cwd: Path | None = None,
-                   timeout: float | None = None) -> int:  # fmt: skip
+    def run_logged(
+        cmd: list[str], *, log_path: Path, env: dict[str, str], cwd: Path | None = None, timeout: float | None = None
+    ) -> int:
         calls.append(list(cmd))
         if fail_step and cmd[0].endswith(fail_step):
             return 2
@@ -112,9 +117,14 @@ def test_build_configures_with_spec_flags_and_renames_into_place(
     calls: list[list[str]] = []
     monkeypatch.setattr(build, "run_logged", fake_steps(calls))
     verified: list[Path] = []
-    monkeypatch.setattr(build, "verify", lambda python, **kw: verified.append(python) or "checked")
 
-    assert build.ensure_built(spec, "release", source=str(tarball), jobs=3) == "checked"
+    def fake_verify(python: Path, **kw: Any) -> str:
+        verified.append(python)
+        return "checked"
+
+    monkeypatch.setattr(build, "verify", fake_verify)
+
+    assert build.ensure_built(spec, "release", source=str(tarball), jobs=3) == "checked"  # type: ignore[comparison-overlap]
     prefix = build.install_dir(spec, "release")
     assert calls[0] == ["./configure", f"--prefix={prefix}", "--disable-gil", "--enable-optimizations", "--with-lto"]
     assert calls[1] == ["make", "-j3"]
@@ -141,18 +151,32 @@ def test_failed_build_leaves_no_install_dir(tmp_path: Path, empty_cache: Path, m
 
 
 def test_missing_module_names_the_debian_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    fake = {"version": "3.13.15", "py_gil_disabled": False, "gil_enabled": True, "config_args": "",
-            "compiler": "GCC", "missing_modules": ["_sqlite3", "_ctypes"], "executable": "x"}  # fmt: skip
+    fake = {
+        "version": "3.13.15",
+        "py_gil_disabled": False,
+        "gil_enabled": True,
+        "config_args": "",
+        "compiler": "GCC",
+        "missing_modules": ["_sqlite3", "_ctypes"],
+        "executable": "x",
+    }
     monkeypatch.setattr(build, "probe", lambda python: fake)
-    with pytest.raises(build.InterpreterCheckFailed, match="lacks _sqlite3, _ctypes: install libsqlite3-dev libffi-dev"):
+    with pytest.raises(InterpreterCheckFailed, match="lacks _sqlite3, _ctypes: install libsqlite3-dev libffi-dev"):
         build.verify(tmp_path / "python", spec_name="x", role="gil", build_profile="fast", configure_flags=())
 
 
 def test_gil_build_used_as_free_threaded_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    fake = {"version": "3.13.15", "py_gil_disabled": False, "gil_enabled": True, "config_args": "",
-            "compiler": "GCC", "missing_modules": [], "executable": "x"}  # fmt: skip
+    fake = {
+        "version": "3.13.15",
+        "py_gil_disabled": False,
+        "gil_enabled": True,
+        "config_args": "",
+        "compiler": "GCC",
+        "missing_modules": [],
+        "executable": "x",
+    }
     monkeypatch.setattr(build, "probe", lambda python: fake)
-    with pytest.raises(build.InterpreterCheckFailed, match="used as the free-threaded interpreter but Py_GIL_DISABLED=0"):
+    with pytest.raises(InterpreterCheckFailed, match="used as the free-threaded interpreter but Py_GIL_DISABLED=0"):
         build.verify(tmp_path / "python", spec_name="x", role="ft", build_profile="external", configure_flags=())
 
 

@@ -23,7 +23,7 @@ def run_with_probe(tmp_path: Path, code: str, report_dir: Path | None) -> subpro
 
 def test_writes_a_report_at_exit_with_the_warning_culprit(tmp_path: Path) -> None:
     warn = (
-        "import warnings; warnings.warn(\"The global interpreter lock (GIL) has been enabled to load module "
+        'import warnings; warnings.warn("The global interpreter lock (GIL) has been enabled to load module '
         "'fake_ext', which has not declared that it can run safely without the GIL.\", RuntimeWarning)"
     )
     run_with_probe(tmp_path, warn, tmp_path)

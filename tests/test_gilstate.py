@@ -13,8 +13,14 @@ WARNING = (
 
 
 def report(**kw: Any) -> dict[str, Any]:
-    base = {"pid": 1, "gil_enabled_at_start": False, "gil_enabled_at_end": False, "python_gil_env": None,
-            "x_gil_option": "", "reenabled_by": []}  # fmt: skip
+    base: dict[str, Any] = {
+        "pid": 1,
+        "gil_enabled_at_start": False,
+        "gil_enabled_at_end": False,
+        "python_gil_env": None,
+        "x_gil_option": "",
+        "reenabled_by": [],
+    }
     return {**base, **kw}
 
 

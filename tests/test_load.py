@@ -42,7 +42,7 @@ def test_request_counts_and_durations_are_bounded() -> None:
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         body = b"hello" if self.path == "/ok" else b"nope"
         self.send_response(200 if self.path == "/ok" else 500)
         self.send_header("Content-Length", str(len(body)))

@@ -64,8 +64,12 @@ def test_early_exit_fails_readiness_with_log_tail(tmp_path: Path) -> None:
 
 def test_readiness_timeout(tmp_path: Path) -> None:
     with pytest.raises(ServerStartFailed, match="was not ready after 0.3 s"):
-        with managed([sys.executable, "-c", "import time; time.sleep(30)"], name="slow", log_path=tmp_path / "log",
-                     env=child_env()) as p:  # fmt: skip
+        with managed(
+            [sys.executable, "-c", "import time; time.sleep(30)"],
+            name="slow",
+            log_path=tmp_path / "log",
+            env=child_env(),
+        ) as p:
             p.wait_ready(lambda: False, timeout=0.3)
     assert not alive(p.pid)
 

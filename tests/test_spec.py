@@ -35,12 +35,14 @@ def test_shipped_specs_are_a_matched_pair() -> None:
 
 
 def test_unknown_spec_names_the_available_ones() -> None:
-    with pytest.raises(SpecError, match=r"interpreter spec 'cpython-3.12t' not found; available: cpython-3.13, cpython-3.13t"):
+    with pytest.raises(
+        SpecError, match=r"interpreter spec 'cpython-3.12t' not found; available: cpython-3.13, cpython-3.13t"
+    ):
         load_interpreter("cpython-3.12t")
 
 
 def test_unknown_key_is_named_with_file(tmp_path: Path) -> None:
-    path = write_spec(tmp_path / "x.toml", "x", extra='optimise = true\n')
+    path = write_spec(tmp_path / "x.toml", "x", extra="optimise = true\n")
     with pytest.raises(SpecError, match=r"x.toml: unknown key 'interpreter.optimise'"):
         InterpreterSpec.from_toml(path)
 

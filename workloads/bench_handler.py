@@ -17,10 +17,9 @@ from concurrent.futures import ThreadPoolExecutor
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labsite.settings")
 
-import django  # noqa: E402
-import pyperf  # noqa: E402
-
-from labsite import inprocess  # noqa: E402
+import django
+import pyperf
+from labsite import inprocess
 
 
 def add_cmdline_args(cmd: list[str], args: object) -> None:

@@ -126,6 +126,9 @@ if __name__ == "__main__":
 
     responses = render_all()
     json.dump(
-        {v: {"status": s, "sha256": hashlib.sha256(b).hexdigest(), "length": len(b)} for v, (s, b) in responses.items()},
+        {
+            v: {"status": s, "sha256": hashlib.sha256(b).hexdigest(), "length": len(b)}
+            for v, (s, b) in responses.items()
+        },
         sys.stdout,
     )

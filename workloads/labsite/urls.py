@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from django.urls import path
-
 from shop import views_async, views_bridged, views_sync
 
 urlpatterns = [

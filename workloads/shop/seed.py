@@ -35,8 +35,7 @@ def seed() -> None:
     rng = random.Random(SEED)
     with transaction.atomic():
         authors = Author.objects.bulk_create(
-            Author(name=f"Author {i:03d}", country=rng.choice(["DE", "FR", "GB", "NL", "US"]))
-            for i in range(AUTHORS)
+            Author(name=f"Author {i:03d}", country=rng.choice(["DE", "FR", "GB", "NL", "US"])) for i in range(AUTHORS)
         )
         Book.objects.bulk_create(
             Book(
