@@ -29,7 +29,16 @@ if TYPE_CHECKING:
     import pandas as pd
 from lab.build import EXTERNAL_WARNING, SOURCE_ENV, Interpreter, ensure_built, use_external
 from lab.errors import LabError, MeasurementFailed, SpecError
-from lab.spec import BUILD_PROFILES, REPO_ROOT, available_plans, load_interpreter, load_plan, spec_differences
+from lab.spec import (
+    BUILD_PROFILES,
+    REPO_ROOT,
+    available_mixes,
+    available_plans,
+    load_interpreter,
+    load_mix,
+    load_plan,
+    spec_differences,
+)
 
 log = logging.getLogger("lab")
 console = Console(stderr=True)
@@ -93,7 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--results-dir", type=Path, default=REPO_ROOT / "results", help="where run directories go")
     p.add_argument("--run-id", default=None, help="name of the run directory (default: UTC timestamp and plan)")
-    p.add_argument("--port", type=int, default=None, help="server port on 127.0.0.1 (default: a free port per cell)")
+    p.add_argument("--port", type=int, default=None, help="server port on 127.0.0.1 (default: a free port per server)")
+    p.add_argument(
+        "--mix",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help=f"run only this mix (repeatable); available: {', '.join(available_mixes())}",
+    )
 
     p = sub.add_parser("report", help="re-render tables from existing raw results")
     p.add_argument("runs", nargs="+", type=Path, help="run directories under results/")
@@ -136,12 +152,22 @@ def cmd_interpreters(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from lab.cells import cells_of, estimate_seconds
     from lab.envs import ensure_env
-    from lab.measure import Runner, estimate_seconds
+    from lab.measure import Runner
     from lab.report import render
     from lab.serve import check_port_free
 
     plan = load_plan(args.plan)
+    only_mixes = None
+    if args.mix:
+        for name in args.mix:
+            load_mix(name)  # a clear error for an unknown or invalid mix
+        only_mixes = tuple(args.mix)
+        if not cells_of(plan, only_mixes):
+            raise SpecError(
+                f"plan '{plan.name}' has no cells for mix {', '.join(args.mix)}; its mixes: {', '.join(plan.mixes)}"
+            )
     if args.port is not None:
         check_port_free(args.port)
     run_id = args.run_id or f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{plan.name}"
@@ -155,11 +181,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     stage = args.results_dir / f".{run_id}.partial"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
-    estimate = estimate_seconds(plan, len(envs))
+    estimate = estimate_seconds(plan, cells_of(plan, only_mixes), len(envs))
     console.print(f"plan [bold]{plan.name}[/]: {plan.description}; estimated {estimate / 60:.1f} min")
     started = time.monotonic()
     try:
-        runner = Runner(plan, envs, stage, port=args.port)
+        runner = Runner(plan, envs, stage, port=args.port, only_mixes=only_mixes)
         try:
             with progress_reporter(runner.total_steps(), quiet=args.quiet) as runner.on_progress:
                 records = runner.run()
@@ -214,6 +240,7 @@ def _print_summary(table: pd.DataFrame) -> None:
     out = Table(title="throughput (req/s, mean ± 95% CI) and p95 latency; ratio = 3.13t / 3.13")
     for col in (
         "tier",
+        "mix",
         "variant",
         "conc",
         "3.13 req/s",
@@ -223,13 +250,14 @@ def _print_summary(table: pd.DataFrame) -> None:
         "3.13t/3.13",
         "status",
     ):
-        out.add_column(col, justify="right" if col not in ("tier", "variant", "status") else "left")
+        out.add_column(col, justify="right" if col not in ("tier", "mix", "variant", "status") else "left")
     from lab.report import _fmt
 
     for r in table.to_dict("records"):
         ratio = "—" if r["ft_over_gil"] != r["ft_over_gil"] else f"{r['ft_over_gil']:.2f}"
         out.add_row(
             r["tier"],
+            r["point"],
             r["variant"],
             str(r["concurrency"]),
             f"{_fmt(r['gil_rps'])} ± {_fmt(r['gil_ci'])}",

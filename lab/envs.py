@@ -26,7 +26,7 @@ WORKLOADS_DIR = REPO_ROOT / "workloads"
 LOCK_FILE = WORKLOADS_DIR / "requirements.lock"
 GILPROBE_SOURCE = Path(__file__).with_name("gilprobe.py")
 # Packages whose versions go into every result's metadata.
-TRACKED_PACKAGES = ("django", "asgiref", "gunicorn", "uvicorn", "h11", "pyperf")
+TRACKED_PACKAGES = ("django", "asgiref", "gunicorn", "uvicorn", "h11", "pyperf", "httpx", "aiohttp")
 
 
 @dataclass(frozen=True, kw_only=True)

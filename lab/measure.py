@@ -8,150 +8,49 @@ cannot be pyperf benchmarks when they have no values). The reporter reads only t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import os
-import platform
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pyperf
 
-from lab import FORMAT_VERSION, __version__
+from lab import FORMAT_VERSION
+from lab.cells import Cell, CellRecord, cells_of
 from lab.envs import WORKLOADS_DIR, WorkloadEnv
 from lab.errors import LabError
-from lab.gilstate import CellStatus, GilVerdict, read_reports, verdict
-from lab.proc import child_env, run_logged, tail
-from lab.resources import TreeSampler
-from lab.serve import running_server, server_for
-from lab.spec import Plan, Tier, Variant
+from lab.gilstate import GilVerdict, read_reports, verdict
+from lab.proc import ManagedProcess, child_env, managed, run_logged, tail
+from lab.provenance import interpreter_metadata, machine_metadata
+from lab.resources import ResourceUsage, TreeSampler
+from lab.serve import HOST, free_port, responds_tcp, running_server, server_for
+from lab.spec import MixPoint, Plan
 
 log = logging.getLogger("lab.measure")
 
-ENDPOINT = "catalog"
-VARIANT_INTERFACE: dict[Variant, str] = {
-    "sync": "wsgi",
-    "async": "asgi",
-    "bridged": "asgi",
-    "sync-on-asgi": "asgi",
-}
-VARIANT_PATH: dict[Variant, str] = {
-    "sync": "/catalog/sync/",
-    "async": "/catalog/async/",
-    "bridged": "/catalog/bridged/",
-    "sync-on-asgi": "/catalog/sync/",
-}
 # A cell whose error rate exceeds this is failed, not merely slow.
 MAX_ERROR_RATE = 0.01
-# Seconds a server needs to start and stop, for the duration estimate.
-SERVER_OVERHEAD_S = 3.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class Cell:
-    tier: Tier
-    variant: Variant
-    concurrency: int
-
-    @property
-    def bench_name(self) -> str:
-        return f"{self.tier}/{ENDPOINT}/{self.variant}/c{self.concurrency}"
-
-
-@dataclass(kw_only=True)
-class CellRecord:
-    interpreter: str
-    tier: str
-    variant: str
-    concurrency: int
-    repeat: int
-    status: CellStatus
-    reason: str = ""
-    bench_name: str = ""
-    wall_s: float = 0.0
-    gil: dict[str, Any] = field(default_factory=dict)
-
-
-def cells_of(plan: Plan) -> list[Cell]:
-    cells: list[Cell] = []
-    for tier in plan.tiers:
-        levels = plan.handler_concurrency if tier == "handler" else plan.http_concurrency
-        cells.extend(Cell(tier=tier, variant=v, concurrency=c) for v in plan.variants for c in levels)
-    return cells
-
-
-def estimate_seconds(plan: Plan, interpreters: int) -> float:
-    """Rough wall time of a plan, printed before the run starts."""
-    total = 0.0
-    for cell in cells_of(plan):
-        if cell.tier == "handler":
-            # pyperf: calibration plus (warmups + values) x min_time per worker, ~1 s start-up each.
-            per_proc = 1.0 + (plan.handler_warmups + plan.handler_values + 2) * plan.handler_min_time
-            total += interpreters * (plan.handler_processes * per_proc + 2.0)
-        else:
-            total += interpreters * plan.repeats * (plan.http_warmup + plan.http_duration + SERVER_OVERHEAD_S)
-    return total
-
-
-def machine_metadata() -> dict[str, Any]:
-    affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    return {
-        "hostname": platform.node(),
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count() or 0,
-        "cpu_affinity": ",".join(map(str, affinity)),
-        "cpu_model": _cpu_model(),
-        "lab_version": __version__,
-        "lab_commit": _git_commit(),
-    }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=WORKLOADS_DIR,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-        return out.stdout.strip() or "unknown"
-    except OSError:
-        return "unknown"
-
-
-def interpreter_metadata(env: WorkloadEnv) -> dict[str, Any]:
-    i = env.interpreter
-    meta: dict[str, Any] = {
-        "lab_interpreter": i.spec_name,
-        "lab_role": i.role,
-        "lab_build_profile": i.build_profile,
-        "lab_configure_flags": " ".join(i.configure_flags) or "(none)",
-        "lab_py_gil_disabled": int(i.py_gil_disabled),
-        "lab_interpreter_version": i.version,
-        "lab_compiler": i.compiler,
-    }
-    meta.update({f"pkg_{name}": version for name, version in env.packages.items()})
-    if "PYTHON_GIL" in os.environ:
-        meta["lab_python_gil_env"] = os.environ["PYTHON_GIL"]
-    return meta
+LAB_ROOT = Path(__file__).resolve().parent.parent
+# aiohttp and its helpers ship C speedups for 3.13 but run pure Python on 3.13t; turning
+# them off on both keeps the measured stack identical (recorded as lab_c_speedups).
+SAME_STACK_ENV = {
+    name: "1"
+    for name in (
+        "AIOHTTP_NO_EXTENSIONS",
+        "MULTIDICT_NO_EXTENSIONS",
+        "YARL_NO_EXTENSIONS",
+        "PROPCACHE_NO_EXTENSIONS",
+        "FROZENLIST_NO_EXTENSIONS",
+    )
+}
 
 
 class Runner:
@@ -164,17 +63,23 @@ class Runner:
         stage_dir: Path,
         *,
         port: int | None,
-        on_progress: Callable[[str], None] = lambda _msg: None,
+        only_mixes: tuple[str, ...] | None = None,
     ) -> None:
         self.plan = plan
         self.envs = envs
         self.stage = stage_dir
         self.port = port
-        self.on_progress = on_progress
+        self.cells = cells_of(plan, only_mixes)
+        self.on_progress: Callable[[str], None] = lambda _msg: None
         self.work = Path(tempfile.mkdtemp(prefix="lab-work-"))
         self.records: list[CellRecord] = []
         self.benchmarks: dict[str, list[pyperf.Benchmark]] = {e.interpreter.spec_name: [] for e in envs}
         self.machine = machine_metadata()
+        self.upstream: ManagedProcess | None = None
+        self.upstream_url = ""
+        # (interpreter, point label) -> variant -> probe result (status, digest, crossings)
+        self.probes: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        self._http_runs: dict[tuple[str, str], list[pyperf.Run]] = {}
 
     # -- helpers ---------------------------------------------------------------
 
@@ -183,6 +88,9 @@ class Runner:
             "DJANGO_SETTINGS_MODULE": "labsite.settings",
             "LAB_DATA_DIR": str(self.work / env.interpreter.spec_name / "data"),
             "LAB_GIL_REPORT_DIR": str(gil_dir),
+            "LAB_UPSTREAM_URL": self.upstream_url,
+            "PYTHONPATH": str(WORKLOADS_DIR),
+            **SAME_STACK_ENV,
         }
 
     def _gil_dir(self, name: str) -> Path:
@@ -194,26 +102,108 @@ class Runner:
         return verdict(read_reports(gil_dir), free_threaded=env.interpreter.role == "ft")
 
     def total_steps(self) -> int:
-        n = 0
-        for cell in cells_of(self.plan):
-            n += len(self.envs) * (1 if cell.tier == "handler" else self.plan.repeats)
-        return n
+        per_cell = [len(self.envs) * (1 if c.tier == "handler" else self.plan.repeats) for c in self.cells]
+        return sum(per_cell)
+
+    def _common_metadata(self, env: WorkloadEnv, cell: Cell) -> dict[str, Any]:
+        probe = self.probes.get((env.interpreter.spec_name, cell.point.label), {}).get(cell.variant, {})
+        return {
+            **interpreter_metadata(env),
+            **{f"machine_{k}": v for k, v in self.machine.items() if v != ""},
+            "lab_tier": cell.tier,
+            "lab_mix": cell.point.mix,
+            "lab_point": cell.point.label,
+            "lab_endpoint": cell.point.endpoint,
+            "lab_query": cell.point.query or "-",
+            "lab_variant": cell.variant,
+            "lab_concurrency": cell.concurrency,
+            "lab_format_version": FORMAT_VERSION,
+            "lab_c_speedups": "aiohttp, multidict, yarl, propcache, frozenlist: off",
+            "crossings_sync_to_async": probe.get("sync_to_async", -1),
+            "crossings_async_to_sync": probe.get("async_to_sync", -1),
+            "body_sha256": probe.get("sha256", "-"),
+        }
+
+    def _keep(self, record: CellRecord) -> None:
+        self.records.append(record)
+        if record.status != "ok":
+            # Loudly, as it happens: an invalid cell must not wait for the summary to be seen.
+            log.warning(
+                "%s: %s on %s (repeat %d): %s",
+                record.status.upper(),
+                record.bench_name,
+                record.interpreter,
+                record.repeat,
+                record.reason,
+            )
 
     # -- setup -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def upstream_running(self) -> Iterator[None]:
+        """The upstream simulator, for the whole run, if any cell calls it."""
+        if not any(c.point.needs_upstream for c in self.cells):
+            yield
+            return
+        port = free_port()
+        cmd = [sys.executable, "-m", "lab.upstream", "--port", str(port)]
+        with managed(
+            cmd,
+            name="upstream simulator",
+            log_path=self.work / "logs" / "upstream.log",
+            env=child_env({"PYTHONPATH": str(LAB_ROOT)}),
+            stop_signal=signal.SIGINT,
+        ) as upstream:
+            upstream.wait_ready(lambda: responds_tcp(port), timeout=30)
+            self.upstream, self.upstream_url = upstream, f"http://{HOST}:{port}"
+            try:
+                yield
+            finally:
+                self.upstream = None
 
     def seed(self) -> None:
         """Create and seed each interpreter's own database copy (same rows every run)."""
         for env in self.envs:
-            log_path = self.work / "logs" / f"seed-{env.interpreter.spec_name}.log"
-            vars_ = self._env_vars(env, self._gil_dir(f"seed-{env.interpreter.spec_name}"))
+            name = env.interpreter.spec_name
+            log_path = self.work / "logs" / f"seed-{name}.log"
+            vars_ = self._env_vars(env, self._gil_dir(f"seed-{name}"))
             code = run_logged(
-                [str(env.python), "-m", "shop.seed"],
-                log_path=log_path,
-                env=child_env({"PYTHONPATH": str(WORKLOADS_DIR), **vars_}),
-                cwd=WORKLOADS_DIR,
+                [str(env.python), "-m", "shop.seed"], log_path=log_path, env=child_env(vars_), cwd=WORKLOADS_DIR
             )
             if code != 0:
-                raise LabError(f"seeding the database for {env.interpreter.spec_name} failed: {tail(log_path, 5)}")
+                raise LabError(f"seeding the database for {name} failed: {tail(log_path, 5)}")
+
+    def probe(self, env: WorkloadEnv, point: MixPoint) -> dict[str, dict[str, Any]]:
+        """Render the point in every variant in-process with crossing counting on.
+
+        Checks that all variants return the same body and records crossings per request;
+        measurement servers then run with counting off.
+        """
+        vars_ = {**self._env_vars(env, self._gil_dir(f"probe-{env.interpreter.spec_name}")), "LAB_CROSSINGS": "1"}
+        cmd = [str(env.python), "-m", "labsite.inprocess", "--endpoint", point.endpoint, "--query", point.query]
+        done = subprocess.run(
+            cmd, cwd=WORKLOADS_DIR, env=child_env(vars_), capture_output=True, text=True, timeout=300, check=False
+        )
+        if done.returncode != 0:
+            raise LabError(
+                f"probe of {point.label} on {env.interpreter.spec_name} failed: {done.stderr.strip()[-300:]}"
+            )
+        result: dict[str, dict[str, Any]] = json.loads(done.stdout)
+        for info in result.values():
+            counts = dict(part.split("=") for part in info["crossings"].split(";") if "=" in part)
+            info["sync_to_async"] = int(counts.get("sync_to_async", -1))
+            info["async_to_sync"] = int(counts.get("async_to_sync", -1))
+        return result
+
+    def probe_problem(self, env: WorkloadEnv, point: MixPoint) -> str:
+        """Why the cells of this point cannot be measured on this interpreter ('' if they can)."""
+        probe = self.probes.get((env.interpreter.spec_name, point.label), {})
+        bad_status = {v: p["status"] for v, p in probe.items() if p["status"] != 200}
+        if bad_status:
+            return f"non-200 responses in the probe: {bad_status}"
+        if len({p["sha256"] for p in probe.values()}) > 1:
+            return "variants returned different bodies: " + ", ".join(f"{v}={p['length']} B" for v, p in probe.items())
+        return ""
 
     # -- handler tier ------------------------------------------------------------
 
@@ -230,6 +220,10 @@ class Runner:
             str(WORKLOADS_DIR / "bench_handler.py"),
             "--variant",
             cell.variant,
+            "--endpoint",
+            cell.point.endpoint,
+            "--query",
+            cell.point.query,
             "--concurrency",
             str(cell.concurrency),
             "--bench-name",
@@ -250,18 +244,10 @@ class Runner:
             str(out),
         ]
         log_path = self.work / "logs" / f"{tag}.log"
+        record = CellRecord.of(cell, name, repeat=0)
         started = time.monotonic()
         code = run_logged(cmd, log_path=log_path, env=child_env(vars_), cwd=WORKLOADS_DIR, timeout=1800)
-        record = CellRecord(
-            interpreter=name,
-            tier=cell.tier,
-            variant=cell.variant,
-            concurrency=cell.concurrency,
-            repeat=0,
-            status="ok",
-            bench_name=cell.bench_name,
-            wall_s=round(time.monotonic() - started, 2),
-        )
+        record.wall_s = round(time.monotonic() - started, 2)
         if code != 0 or not out.is_file():
             record.status, record.reason = "failed", f"pyperf exited {code}: {tail(log_path, 3)}"
             return record
@@ -281,116 +267,149 @@ class Runner:
             record.status, record.reason = judged.status, judged.reason
         return record
 
-    def _common_metadata(self, env: WorkloadEnv, cell: Cell) -> dict[str, Any]:
-        return {
-            **interpreter_metadata(env),
-            **{f"machine_{k}": v for k, v in self.machine.items() if v != ""},
-            "lab_tier": cell.tier,
-            "lab_workload": ENDPOINT,
-            "lab_variant": cell.variant,
-            "lab_concurrency": cell.concurrency,
-            "lab_format_version": FORMAT_VERSION,
-        }
-
     # -- HTTP tier ---------------------------------------------------------------
 
-    def run_http(self, cell: Cell, env: WorkloadEnv, repeat: int) -> tuple[CellRecord, pyperf.Run | None]:
-        name = env.interpreter.spec_name
-        tag = f"{name}-{cell.bench_name.replace('/', '-')}-r{repeat}"
-        gil_dir = self._gil_dir(tag)
-        config = server_for(VARIANT_INTERFACE[cell.variant], self.plan.server_threads)
-        record = CellRecord(
-            interpreter=name,
-            tier=cell.tier,
-            variant=cell.variant,
-            concurrency=cell.concurrency,
-            repeat=repeat,
-            status="ok",
-            bench_name=cell.bench_name,
-        )
-        started = time.monotonic()
-        load: dict[str, Any] | None = None
-        usage = None
-        with running_server(
-            config,
-            env,
-            port=self.port,
-            extra_env=self._env_vars(env, gil_dir),
-            log_path=self.work / "logs" / f"{tag}-server.log",
-        ) as (server, port):
-            sampler = TreeSampler(server.pid)
-            sampler.start()
-            load_cmd = [
-                sys.executable,
-                "-m",
-                "lab.load",
-                "--url",
-                f"http://127.0.0.1:{port}{VARIANT_PATH[cell.variant]}",
-                "--connections",
-                str(cell.concurrency),
-                "--duration",
-                str(self.plan.http_duration),
-                "--warmup",
-                str(self.plan.http_warmup),
-                "--max-requests",
-                str(self.plan.http_max_requests),
-            ]
-            log.debug("$ %s", " ".join(load_cmd))
-            limit = self.plan.http_warmup + self.plan.http_duration + 60
+    def run_load(self, cell: Cell, port: int, server: ManagedProcess) -> tuple[dict[str, Any], ResourceUsage, float]:
+        """Drive one cell against a running server; sample server and upstream meanwhile."""
+        sampler = TreeSampler(server.pid)
+        upstream_sampler = TreeSampler(self.upstream.pid) if self.upstream and cell.point.needs_upstream else None
+        sampler.start()
+        if upstream_sampler:
+            upstream_sampler.start()
+        load_cmd = [
+            sys.executable,
+            "-m",
+            "lab.load",
+            "--url",
+            f"http://{HOST}:{port}{cell.path}",
+            "--connections",
+            str(cell.concurrency),
+            "--duration",
+            str(self.plan.http_duration),
+            "--warmup",
+            str(self.plan.http_warmup),
+            "--max-requests",
+            str(self.plan.http_max_requests),
+        ]
+        limit = self.plan.http_warmup + self.plan.http_duration + 60
+        try:
             done = subprocess.run(
                 load_cmd,
                 capture_output=True,
                 text=True,
                 timeout=limit,
                 check=False,
-                env=child_env({"PYTHONPATH": str(Path(__file__).resolve().parent.parent)}),
+                env=child_env({"PYTHONPATH": str(LAB_ROOT)}),
             )
+        finally:
             usage = sampler.stop()
-            if done.returncode != 0:
-                record.status, record.reason = (
-                    "failed",
-                    f"load generator exited {done.returncode}: {done.stderr.strip()[-300:]}",
-                )
-            else:
-                load = json.loads(done.stdout)
-            if not server.alive():
-                record.status = "failed"
-                record.reason = f"server died during the cell (exit {server.proc.returncode}): {server.log_tail(3)}"
-        # The server has now been stopped gracefully, so every process has written its GIL report.
-        record.wall_s = round(time.monotonic() - started, 2)
+            upstream_cpu = upstream_sampler.stop().cpu_s if upstream_sampler else 0.0
+        if done.returncode != 0:
+            raise LabError(f"load generator exited {done.returncode}: {done.stderr.strip()[-300:]}")
+        load: dict[str, Any] = json.loads(done.stdout)
+        return load, usage, upstream_cpu
+
+    def http_batch(self, env: WorkloadEnv, interface: str, cells: list[Cell], repeat: int) -> None:
+        """All cells of one interface on one interpreter, against one server process.
+
+        One server per batch keeps start-up out of the cells; the GIL verdict covers
+        every process of that server, so it applies to every cell of the batch.
+        """
+        name = env.interpreter.spec_name
+        tag = f"{name}-{interface}-r{repeat}"
+        gil_dir = self._gil_dir(tag)
+        config = server_for(interface, self.plan.server_threads)
+        pending: list[tuple[Cell, CellRecord, dict[str, Any] | None]] = []
+        try:
+            with running_server(
+                config,
+                env,
+                port=self.port,
+                extra_env=self._env_vars(env, gil_dir),
+                log_path=self.work / "logs" / f"{tag}-server.log",
+            ) as (server, port):
+                for cell in cells:
+                    self.on_progress(f"{cell.bench_name} on {name} (repeat {repeat + 1}/{self.plan.repeats})")
+                    record = CellRecord.of(cell, name, repeat)
+                    pending.append((cell, record, None))
+                    problem = self.probe_problem(env, cell.point)
+                    if problem:
+                        record.status, record.reason = "failed", problem
+                        continue
+                    if not server.alive():
+                        record.status = "failed"
+                        record.reason = f"server died (exit {server.proc.returncode}): {server.log_tail(3)}"
+                        continue
+                    started = time.monotonic()
+                    try:
+                        load, usage, upstream_cpu = self.run_load(cell, port, server)
+                    except (LabError, subprocess.TimeoutExpired) as exc:
+                        record.status, record.reason = "failed", str(exc)
+                        continue
+                    record.wall_s = round(time.monotonic() - started, 2)
+                    if not server.alive():
+                        record.status = "failed"
+                        record.reason = (
+                            f"server died during the cell (exit {server.proc.returncode}): {server.log_tail(3)}"
+                        )
+                        continue
+                    metadata = self._http_metadata(env, cell, repeat, config.metadata(), load, usage, upstream_cpu)
+                    pending[-1] = (cell, record, metadata)
+        except LabError as exc:  # the server did not start: every cell of the batch fails
+            for cell in cells[len(pending) :]:
+                pending.append((cell, CellRecord.of(cell, name, repeat), None))
+            for _cell, record, _md in pending:
+                if record.status == "ok":
+                    record.status, record.reason = "failed", str(exc)
+        # The server is stopped now, so every one of its processes has written its GIL report.
         judged = self._judge(env, gil_dir)
-        record.gil = judged.metadata()
-        if record.status != "ok" or load is None:
-            return record, None
-        errors = load["errors"] + load["non_2xx"]
-        if load["ok"] == 0 or errors > MAX_ERROR_RATE * max(1, load["requests"]):
-            record.status = "failed"
-            record.reason = f"{errors} of {load['requests']} requests failed: {load['error_samples'][:2]}"
-            return record, None
-        if judged.status != "ok":
-            record.status, record.reason = judged.status, judged.reason
+        for cell, record, cell_md in pending:
+            record.gil = judged.metadata()
+            if record.status == "ok" and cell_md is not None:
+                record.status, record.reason = self._judge_load(cell_md, judged)
+                if record.status != "failed":  # invalid cells stay in the JSON, marked, for the record
+                    verdict_md = {**judged.metadata(), "lab_status": record.status, "lab_reason": record.reason or "-"}
+                    self._add_http_run(name, cell, repeat, {**cell_md, **verdict_md})
+            self._keep(record)
+
+    def _judge_load(self, md: dict[str, Any], judged: GilVerdict) -> tuple[Any, str]:
+        errors, requests = md["load_errors"], md["load_requests"]
+        if md["load_ok"] == 0 or errors > MAX_ERROR_RATE * max(1, requests):
+            return "failed", f"{errors} of {requests} requests failed: {md['load_error_samples']}"
+        return judged.status, judged.reason
+
+    def _http_metadata(
+        self,
+        env: WorkloadEnv,
+        cell: Cell,
+        repeat: int,
+        server_md: dict[str, Any],
+        load: dict[str, Any],
+        usage: ResourceUsage,
+        upstream_cpu: float,
+    ) -> dict[str, Any]:
+        name = env.interpreter.spec_name
         hist_path = self.stage / "raw" / "histograms" / name / f"{cell.bench_name.replace('/', '-')}-r{repeat}.hdr"
         hist_path.parent.mkdir(parents=True, exist_ok=True)
         hist_path.write_text(load["histogram"] + "\n")
         total_requests = load["requests"] + load["warmup"]
         lat = load["latency_us"]
-        assert usage is not None
-        metadata = {
+        return {
             **self._common_metadata(env, cell),
-            **config.metadata(),
-            **judged.metadata(),
+            **server_md,
             "name": cell.bench_name,
             "unit": "second",
-            "lab_status": judged.status,
-            "lab_reason": judged.reason or "-",
             "lab_repeat": repeat,
             "load_generator": load["generator"],
             "load_connections": load["connections"],
             "load_duration_s": load["duration_s"],
             "load_requests": load["requests"],
-            "load_errors": errors,
+            "load_ok": load["ok"],
+            "load_errors": load["errors"] + load["non_2xx"],
+            "load_error_samples": "; ".join(load["error_samples"]) or "-",
             "load_cpu_s": round(load["cpu_s"], 4),
             "server_cpu_s": round(usage.cpu_s, 4),
+            "upstream_cpu_s": round(upstream_cpu, 4),
             "load_cpu_share": round(load["cpu_s"] / usage.cpu_s, 4) if usage.cpu_s else 0,
             "server_cpu_ms_per_req": round(1000 * usage.cpu_s / max(1, total_requests), 4),
             "server_rss_peak_mib": round(usage.rss_peak_mib, 1),
@@ -403,63 +422,48 @@ class Runner:
             "latency_p999_ms": lat["p999"] / 1000,
             "latency_max_ms": lat["max"] / 1000,
             "histogram_file": str(hist_path.relative_to(self.stage)),
+            "_throughput": load["throughput_rps"],
         }
+
+    def _add_http_run(self, name: str, cell: Cell, repeat: int, metadata: dict[str, Any]) -> None:
+        throughput = metadata.pop("_throughput")
         # One pyperf value per repeat: wall seconds per request (1 / throughput), so
         # pyperf's "lower is faster" holds and compare_to works unchanged.
-        run = pyperf.Run([1.0 / load["throughput_rps"]], metadata=metadata, collect_metadata=False)
-        return record, run
+        run = pyperf.Run([1.0 / throughput], metadata=metadata, collect_metadata=False)
+        self._http_runs.setdefault((name, cell.bench_name), []).append(run)
 
     # -- the whole plan ----------------------------------------------------------
 
     def run(self) -> list[CellRecord]:
         self.seed()
-        cells = cells_of(self.plan)
-        for index, cell in enumerate(c for c in cells if c.tier == "handler"):
-            # Alternate which interpreter goes first so slow drift does not favour one side.
-            order = self.envs if index % 2 == 0 else list(reversed(self.envs))
-            for env in order:
-                self.on_progress(f"{cell.bench_name} on {env.interpreter.spec_name}")
-                self._keep(self.run_handler(cell, env))
-        http_runs: dict[tuple[str, str], list[pyperf.Run]] = {}
-        # Repeats outermost and interpreters innermost: A B A B, never A A B B.
-        for repeat in range(self.plan.repeats):
-            for cell in (c for c in cells if c.tier == "http"):
+        with self.upstream_running():
+            points = {c.point.label: c.point for c in self.cells}
+            for env in self.envs:
+                for point in points.values():
+                    self.on_progress(f"probing {point.label} on {env.interpreter.spec_name}")
+                    self.probes[(env.interpreter.spec_name, point.label)] = self.probe(env, point)
+            for index, cell in enumerate(c for c in self.cells if c.tier == "handler"):
+                # Alternate which interpreter goes first so slow drift does not favour one side.
+                for env in self.envs if index % 2 == 0 else list(reversed(self.envs)):
+                    self.on_progress(f"{cell.bench_name} on {env.interpreter.spec_name}")
+                    problem = self.probe_problem(env, cell.point)
+                    if problem:
+                        record = CellRecord.of(cell, env.interpreter.spec_name, 0)
+                        record.status, record.reason = "failed", problem
+                        self._keep(record)
+                    else:
+                        self._keep(self.run_handler(cell, env))
+            http = [c for c in self.cells if c.tier == "http"]
+            # Repeats outermost and interpreters inside: A B A B, never A A B B.
+            for repeat in range(self.plan.repeats):
                 for env in self.envs:
-                    name = env.interpreter.spec_name
-                    self.on_progress(f"{cell.bench_name} on {name} (repeat {repeat + 1}/{self.plan.repeats})")
-                    try:
-                        record, run = self.run_http(cell, env, repeat)
-                    except LabError as exc:
-                        record = CellRecord(
-                            interpreter=name,
-                            tier=cell.tier,
-                            variant=cell.variant,
-                            concurrency=cell.concurrency,
-                            repeat=repeat,
-                            status="failed",
-                            reason=str(exc),
-                            bench_name=cell.bench_name,
-                        )
-                        run = None
-                    self._keep(record)
-                    if run is not None:
-                        http_runs.setdefault((name, cell.bench_name), []).append(run)
-        for (name, _bench), runs in http_runs.items():
+                    for interface in ("wsgi", "asgi"):
+                        batch = [c for c in http if c.interface == interface]
+                        if batch:
+                            self.http_batch(env, interface, batch, repeat)
+        for (name, _bench), runs in self._http_runs.items():
             self.benchmarks[name].append(pyperf.Benchmark(runs))
         return self.records
-
-    def _keep(self, record: CellRecord) -> None:
-        self.records.append(record)
-        if record.status != "ok":
-            # Loudly, as it happens: an invalid cell must not wait for the summary to be seen.
-            log.warning(
-                "%s: %s on %s (repeat %d): %s",
-                record.status.upper(),
-                record.bench_name,
-                record.interpreter,
-                record.repeat,
-                record.reason,
-            )
 
     def write(self, plan_path_note: str) -> None:
         raw = self.stage / "raw"
@@ -479,6 +483,7 @@ class Runner:
             "interpreters": {
                 e.interpreter.spec_name: {**e.interpreter.provenance(), "packages": e.packages} for e in self.envs
             },
+            "probes": {f"{k[0]} {k[1]}": v for k, v in self.probes.items()},
             "cells": [asdict(r) for r in self.records],
         }
         write_json_atomic(self.stage / "cells.json", cells_doc)

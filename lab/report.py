@@ -112,6 +112,9 @@ def load_run(run_dir: Path) -> RunData:
                             "role": md["lab_role"],
                             "build_profile": md.get("lab_build_profile", "?"),
                             "tier": md["lab_tier"],
+                            "mix": md.get("lab_mix", "?"),
+                            "point": md.get("lab_point", md.get("lab_workload", "?")),
+                            "crossings": int(md.get("crossings_sync_to_async", -1)),
                             "variant": md["lab_variant"],
                             "concurrency": int(md["lab_concurrency"]),
                             "status": md.get("lab_status", "ok"),
@@ -143,12 +146,18 @@ def summary_table(data: RunData) -> pd.DataFrame:
     df = data.values
     if df.empty:
         return pd.DataFrame()
-    keys = ["tier", "variant", "concurrency"]
+    keys = ["tier", "point", "variant", "concurrency"]
     out: list[dict[str, Any]] = []
     for key, group in df.groupby(keys, sort=True):
-        tier, variant, conc = key
+        tier, point, variant, conc = key
         by_role = {role: g for role, g in group.groupby("role")}
-        row: dict[str, Any] = {"tier": tier, "variant": variant, "concurrency": conc}
+        row: dict[str, Any] = {
+            "tier": tier,
+            "point": point,
+            "variant": variant,
+            "concurrency": conc,
+            "crossings": int(group["crossings"].max()),
+        }
         valid: dict[str, list[float]] = {}
         for role in ("gil", "ft"):
             g = by_role.get(role)
@@ -222,8 +231,8 @@ def markdown(data: RunData, table: pd.DataFrame) -> str:
         "ratio is 3.13t / 3.13 throughput with a bootstrap 95% interval. Cells whose GIL came back on are invalid and "
         "excluded from ratios.",
         "",
-        "| tier | variant | conc | server | 3.13 req/s | 3.13 p95 | 3.13t req/s | 3.13t p95 | 3.13t/3.13 | status |",
-        "|---|---|---:|---|---:|---:|---:|---:|---:|---|",
+        "| tier | mix | variant | conc | server | sync_to_async per request | 3.13 req/s | 3.13 p95 | 3.13t req/s | 3.13t p95 | 3.13t/3.13 | status |",
+        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in table.to_dict("records"):
         ratio = (
@@ -235,7 +244,8 @@ def markdown(data: RunData, table: pd.DataFrame) -> str:
             )
         )
         lines.append(
-            f"| {r['tier']} | {r['variant']} | {r['concurrency']} | {r.get('gil_server', r.get('ft_server', ''))} | "
+            f"| {r['tier']} | {r['point']} | {r['variant']} | {r['concurrency']} | {r.get('gil_server', r.get('ft_server', ''))} | "
+            f"{r['crossings'] if r['crossings'] >= 0 else '—'} | "
             f"{_fmt(r['gil_rps'])} ± {_fmt(r['gil_ci'])} | {_fmt(r['gil_p95_ms'], 2)} | "
             f"{_fmt(r['ft_rps'])} ± {_fmt(r['ft_ci'])} | {_fmt(r['ft_p95_ms'], 2)} | {ratio} | "
             f"{r['gil_status']} / {r['ft_status']} |"

@@ -129,6 +129,14 @@ def check_port_free(port: int) -> None:
             raise
 
 
+def responds_tcp(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def responds(port: int, path: str = "/health/") -> bool:
     try:
         conn = http.client.HTTPConnection(HOST, port, timeout=2)

@@ -18,6 +18,7 @@ from lab.errors import SpecError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 INTERPRETERS_DIR = REPO_ROOT / "interpreters"
+MIXES_DIR = REPO_ROOT / "workloads" / "mixes"
 PLANS_DIR = Path(__file__).resolve().parent / "plans"
 
 BuildProfile = Literal["fast", "release"]
@@ -34,6 +35,25 @@ Variant = Literal["sync", "async", "bridged", "sync-on-asgi"]
 VARIANTS: tuple[Variant, ...] = get_args(Variant)
 Tier = Literal["handler", "http"]
 TIERS: tuple[Tier, ...] = get_args(Tier)
+
+Endpoint = Literal["cpu", "orm", "template", "external", "billing", "crud"]
+ENDPOINTS: tuple[Endpoint, ...] = get_args(Endpoint)
+# Accepted query parameters per endpoint: (low, high) for integers, a tuple of strings
+# for choices. The workload views enforce the same ranges and answer 400 otherwise.
+ENDPOINT_PARAMS: dict[str, dict[str, tuple[int, int] | tuple[str, ...]]] = {
+    "cpu": {"work": (1, 100_000)},
+    "orm": {"n": (1, 500), "mode": ("lazy", "select")},
+    "template": {"rows": (1, 2_000)},
+    "external": {
+        "k": (1, 64),
+        "latency": (0, 10_000),
+        "mode": ("sequential", "fanout"),
+        "client": ("httpx", "aiohttp"),
+    },
+    "billing": {"account": (1, 200), "latency": (0, 10_000), "client": ("httpx", "aiohttp")},
+    "crud": {"quantity": (1, 1_000)},
+}
+UPSTREAM_ENDPOINTS = frozenset({"external", "billing"})
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -164,6 +184,120 @@ def spec_differences(gil: InterpreterSpec, ft: InterpreterSpec) -> list[str]:
     return diffs
 
 
+def check_param(where: str, endpoint: str, key: str, value: Any) -> None:
+    accepted = ENDPOINT_PARAMS[endpoint]
+    if key not in accepted:
+        raise SpecError(
+            f"{where}: unknown parameter {key!r} for endpoint {endpoint!r}; accepted: {', '.join(accepted)}"
+        )
+    rule = accepted[key]
+    if isinstance(rule[0], int):
+        low, high = rule
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise SpecError(f"{where}: {key}={value!r} is out of range; accepted: integers {low}..{high}")
+    elif value not in rule:
+        raise SpecError(f"{where}: {key}={value!r} is not accepted; accepted: {', '.join(map(str, rule))}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MixPoint:
+    """One concrete request shape: an endpoint with fixed parameters."""
+
+    mix: str
+    endpoint: Endpoint
+    params: tuple[tuple[str, str | int], ...]
+    label: str  # "billing" or "io-sweep@latency=20"
+
+    @property
+    def query(self) -> str:
+        return "&".join(f"{k}={v}" for k, v in self.params)
+
+    @property
+    def needs_upstream(self) -> bool:
+        return self.endpoint in UPSTREAM_ENDPOINTS
+
+
+@dataclass(frozen=True, kw_only=True)
+class Mix:
+    """A named request shape from ``workloads/mixes/<name>.toml``, optionally swept."""
+
+    name: str
+    description: str
+    endpoint: Endpoint
+    params: tuple[tuple[str, str | int], ...] = ()
+    sweep_param: str | None = None
+    sweep_values: tuple[int, ...] = ()
+
+    def points(self, sweep_values: tuple[int, ...] | None = None) -> list[MixPoint]:
+        if self.sweep_param is None:
+            return [MixPoint(mix=self.name, endpoint=self.endpoint, params=self.params, label=self.name)]
+        values = sweep_values if sweep_values is not None else self.sweep_values
+        return [
+            MixPoint(
+                mix=self.name,
+                endpoint=self.endpoint,
+                params=(*self.params, (self.sweep_param, v)),
+                label=f"{self.name}@{self.sweep_param}={v}",
+            )
+            for v in values
+        ]
+
+    @classmethod
+    def from_toml(cls, path: Path) -> Mix:
+        data = read_toml(path)
+        table = data.get("mix")
+        if set(data) != {"mix"} or not isinstance(table, dict):
+            raise SpecError(f"{path}: expected exactly one [mix] table")
+        allowed = {"name", "description", "endpoint", "params", "sweep"}
+        unknown = sorted(set(table) - allowed)
+        if unknown:
+            raise SpecError(f"{path}: unknown key 'mix.{unknown[0]}'; accepted: {', '.join(sorted(allowed))}")
+        for key in ("name", "description", "endpoint"):
+            if not isinstance(table.get(key), str):
+                raise SpecError(f"{path}: 'mix.{key}' must be a string")
+        endpoint = table["endpoint"]
+        if endpoint not in ENDPOINTS:
+            raise SpecError(f"{path}: unknown endpoint {endpoint!r}; accepted: {', '.join(ENDPOINTS)}")
+        params = table.get("params", {})
+        if not isinstance(params, dict):
+            raise SpecError(f"{path}: 'mix.params' must be a table")
+        for key, value in params.items():
+            check_param(str(path), endpoint, key, value)
+        sweep = table.get("sweep")
+        sweep_param, sweep_values = None, ()
+        if sweep is not None:
+            if not isinstance(sweep, dict) or set(sweep) != {"param", "values"}:
+                raise SpecError(f"{path}: 'mix.sweep' needs exactly 'param' and 'values'")
+            sweep_param = sweep["param"]
+            if not isinstance(sweep["values"], list) or not sweep["values"]:
+                raise SpecError(f"{path}: 'mix.sweep.values' must be a non-empty list")
+            for value in sweep["values"]:
+                check_param(str(path), endpoint, sweep_param, value)
+            sweep_values = tuple(sweep["values"])
+        return cls(
+            name=table["name"],
+            description=table["description"],
+            endpoint=endpoint,
+            params=tuple(sorted(params.items())),
+            sweep_param=sweep_param,
+            sweep_values=sweep_values,
+        )
+
+
+def available_mixes(directory: Path = MIXES_DIR) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.toml"))
+
+
+def load_mix(name: str, directory: Path = MIXES_DIR) -> Mix:
+    path = directory / f"{name}.toml"
+    if not path.is_file():
+        raise SpecError(f"mix '{name}' not found; available: {', '.join(available_mixes(directory))}")
+    mix = Mix.from_toml(path)
+    if mix.name != name:
+        raise SpecError(f"{path}: 'mix.name' is {mix.name!r} but the file is named {name!r}")
+    return mix
+
+
 @dataclass(frozen=True, kw_only=True)
 class Plan:
     """What a run measures and how long it may take; kept as data in ``lab/plans``."""
@@ -172,6 +306,10 @@ class Plan:
     description: str
     tiers: tuple[Tier, ...]
     variants: tuple[Variant, ...]
+    mixes: tuple[str, ...]
+    handler_mixes: tuple[str, ...]
+    # Overrides the sweep values of swept mixes (e.g. fewer latencies for a quick run).
+    sweep_values: tuple[int, ...] | None = None
     # Handler tier (pyperf, in-process, no sockets).
     handler_concurrency: tuple[int, ...]
     handler_processes: int
@@ -201,6 +339,16 @@ class Plan:
         for v in variants:
             if v not in VARIANTS:
                 raise SpecError(f"{path}: unknown variant {v!r}; accepted: {', '.join(VARIANTS)}")
+        mixes = _str_tuple(path, "plan.mixes", table["mixes"])
+        handler_mixes = _str_tuple(path, "plan.handler_mixes", table["handler_mixes"])
+        for m in (*mixes, *handler_mixes):
+            if m not in available_mixes():
+                raise SpecError(f"{path}: unknown mix {m!r}; available: {', '.join(available_mixes())}")
+        sweep_values = None
+        if "sweep_values" in table:
+            sweep_values = tuple(table["sweep_values"])
+            if not sweep_values or not all(isinstance(v, int) and v >= 0 for v in sweep_values):
+                raise SpecError(f"{path}: 'plan.sweep_values' must be a non-empty list of integers >= 0")
         numbers: dict[str, Any] = {}
         for key, kind, low in (
             ("handler_processes", int, 1),
@@ -230,6 +378,9 @@ class Plan:
             description=str(table["description"]),
             tiers=tiers,  # type: ignore[arg-type]
             variants=variants,  # type: ignore[arg-type]
+            mixes=mixes,
+            handler_mixes=handler_mixes,
+            sweep_values=sweep_values,
             handler_concurrency=_int_tuple(path, "plan.handler_concurrency", table["handler_concurrency"]),
             http_concurrency=_int_tuple(path, "plan.http_concurrency", table["http_concurrency"]),
             **numbers,

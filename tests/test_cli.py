@@ -76,3 +76,13 @@ def test_compare_help_lists_options(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for option in ("--plan", "--profile", "--source", "--python-ft", "--port", "--allow-mismatch"):
         assert option in out
+
+
+def test_unknown_mix(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-q", "compare", "--plan", "smoke", "--mix", "io-warp"]) == 2
+    assert one_line_error(capsys).startswith("error: mix 'io-warp' not found; available: billing, cpu-heavy")
+
+
+def test_mix_outside_the_plan(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-q", "compare", "--plan", "smoke", "--mix", "cpu-heavy"]) == 2
+    assert "plan 'smoke' has no cells for mix cpu-heavy" in one_line_error(capsys)

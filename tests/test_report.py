@@ -25,6 +25,9 @@ def bench(name: str, role: str, rps: list[float], status: str = "ok", p95: float
             "lab_role": role,
             "lab_build_profile": "fast",
             "lab_tier": "http",
+            "lab_mix": "orm-reads",
+            "lab_point": "orm-reads",
+            "crossings_sync_to_async": 0,
             "lab_variant": "sync",
             "lab_concurrency": 8,
             "lab_status": status,
@@ -101,9 +104,9 @@ def test_table_has_throughput_ci_and_ratio(tmp_path: Path) -> None:
     assert row["gil_ci"] == pytest.approx(24.84, abs=0.01)
     assert row["ft_over_gil"] == pytest.approx(2.0)
     assert row["gil_server"] == "gunicorn gthread 1x8"
-    assert "| http | sync | 8 | gunicorn gthread 1x8 | 110 ± 25 | 10.00 | 220 ± 50 | 10.00 | 2.00 [" in text
+    assert "| http | orm-reads | sync | 8 | gunicorn gthread 1x8 | 0 | 110 ± 25 | 10.00 | 220 ± 50 | 10.00 | 2.00 [" in text
     assert (run / "report.md").read_text() == text
-    assert (run / "tables" / "summary.csv").read_text().startswith("tier,variant,concurrency")
+    assert (run / "tables" / "summary.csv").read_text().startswith("tier,point,variant,concurrency,crossings")
 
 
 def test_invalid_free_threaded_cells_are_excluded_from_ratios_and_listed(tmp_path: Path) -> None:

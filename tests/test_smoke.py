@@ -1,4 +1,4 @@
-"""End-to-end: a tiny compare on both built interpreters (builds them if not cached).
+"""End-to-end: workloads and a tiny compare on both built interpreters (built if not cached).
 
 Set LAB_CPYTHON_SOURCE to a directory holding the release tarball where python.org is
 unreachable (CI does).
@@ -13,15 +13,27 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyperf
 import pytest
 
 from lab.build import ensure_built
 from lab.envs import WORKLOADS_DIR, WorkloadEnv, ensure_env
-from lab.proc import child_env
-from lab.spec import load_interpreter
+from lab.measure import SAME_STACK_ENV
+from lab.proc import child_env, managed
+from lab.serve import free_port, responds_tcp
+from lab.spec import ENDPOINTS, load_interpreter
 
 pytestmark = [pytest.mark.functional, pytest.mark.smoke]
 REPO = Path(__file__).resolve().parent.parent
+# Parameters that exercise each endpoint's slow path too (N+1 reads, fan-out).
+PROBE_QUERIES = {
+    "cpu": "work=50",
+    "orm": "n=5&mode=lazy",
+    "template": "rows=5",
+    "external": "k=3&latency=1&mode=fanout",
+    "billing": "latency=1",
+    "crud": "quantity=3",
+}
 
 
 @pytest.fixture(scope="session")
@@ -29,38 +41,66 @@ def envs() -> Iterator[list[WorkloadEnv]]:
     yield [ensure_env(ensure_built(load_interpreter(n), "fast")) for n in ("cpython-3.13", "cpython-3.13t")]
 
 
-def lab(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **(env_extra or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "lab", "-q", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+@pytest.fixture(scope="session")
+def upstream_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    log = tmp_path_factory.mktemp("upstream") / "log"
+    env = child_env({"PYTHONPATH": str(REPO)})
+    with managed(
+        [sys.executable, "-m", "lab.upstream", "--port", str(port)], name="upstream", log_path=log, env=env
+    ) as p:
+        p.wait_ready(lambda: responds_tcp(port), timeout=30)
+        yield f"http://127.0.0.1:{port}"
 
 
-def test_every_variant_returns_the_same_body_on_both_interpreters(envs: list[WorkloadEnv], tmp_path: Path) -> None:
+def probe(env: WorkloadEnv, data_dir: Path, upstream_url: str, endpoint: str) -> dict[str, dict[str, object]]:
+    vars_ = child_env({"PYTHONPATH": str(WORKLOADS_DIR), "LAB_DATA_DIR": str(data_dir), "LAB_CROSSINGS": "1",
+                       "LAB_UPSTREAM_URL": upstream_url, "LAB_GIL_REPORT_DIR": str(data_dir), **SAME_STACK_ENV})  # fmt: skip
+    if not (data_dir / "lab.sqlite3").exists():
+        subprocess.run([str(env.python), "-m", "shop.seed"], cwd=WORKLOADS_DIR, env=vars_, check=True)
+    cmd = [str(env.python), "-m", "labsite.inprocess", "--endpoint", endpoint, "--query", PROBE_QUERIES[endpoint]]
+    out = subprocess.run(cmd, cwd=WORKLOADS_DIR, env=vars_, check=True, capture_output=True, text=True)
+    result: dict[str, dict[str, object]] = json.loads(out.stdout)
+    return result
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_every_variant_returns_the_same_body_on_both_interpreters(
+    envs: list[WorkloadEnv], upstream_url: str, tmp_path_factory: pytest.TempPathFactory, endpoint: str
+) -> None:
     digests = {}
     for env in envs:
-        vars_ = child_env({"PYTHONPATH": str(WORKLOADS_DIR), "LAB_DATA_DIR": str(tmp_path / env.interpreter.spec_name)})
-        subprocess.run([str(env.python), "-m", "shop.seed"], cwd=WORKLOADS_DIR, env=vars_, check=True)
-        out = subprocess.run(
-            [str(env.python), "-m", "labsite.inprocess"],
-            cwd=WORKLOADS_DIR,
-            env=vars_,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        responses = json.loads(out.stdout)
+        data = tmp_path_factory.getbasetemp() / f"data-{env.interpreter.spec_name}"
+        data.mkdir(exist_ok=True)
+        responses = probe(env, data, upstream_url, endpoint)
         assert set(responses) == {"sync", "async", "bridged", "sync-on-asgi"}
-        assert {r["status"] for r in responses.values()} == {200}
+        assert {r["status"] for r in responses.values()} == {200}, responses
         digests[env.interpreter.spec_name] = {r["sha256"] for r in responses.values()}
-    assert digests["cpython-3.13"] == digests["cpython-3.13t"]
+        if env.interpreter.role == "ft":
+            reports = [json.loads(p.read_text()) for p in data.glob("*.json")]
+            assert reports and not any(r["gil_enabled_at_end"] for r in reports), "GIL came back on"
     assert len(digests["cpython-3.13"]) == 1, "variants returned different bodies"
+    assert digests["cpython-3.13"] == digests["cpython-3.13t"]
+
+
+def test_crossings_are_counted(envs: list[WorkloadEnv], upstream_url: str, tmp_path: Path) -> None:
+    billing = probe(envs[0], tmp_path, upstream_url, "billing")
+
+    def s2a(variant: str) -> int:
+        header = str(billing[variant]["crossings"])
+        return int(dict(part.split("=") for part in header.split(";"))["sync_to_async"])
+
+    assert s2a("sync") == 0, "sync views under WSGI never cross"
+    # Bridged wraps three sync helpers; async uses aget + cache.aget_or_set (two crossings
+    # inside Django); both pay Django's own ASGI handler crossings on top.
+    assert s2a("bridged") == s2a("async") + 1
+    assert s2a("sync-on-asgi") < s2a("async")
+
+
+def lab(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "lab", "-q", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=900, check=False)  # fmt: skip
 
 
 def test_smoke_compare_writes_pyperf_json_and_table(envs: list[WorkloadEnv], tmp_path: Path) -> None:
@@ -68,57 +108,45 @@ def test_smoke_compare_writes_pyperf_json_and_table(envs: list[WorkloadEnv], tmp
     assert done.returncode == 0, done.stderr
     assert "3.13t/3.13" in done.stdout
     run = tmp_path / "smoke"
-    for variant in ("sync", "async"):
-        assert f"│ http    │ {variant}" in done.stdout
+    for variant in ("sync", "async", "bridged"):
+        assert f"│ http    │ billing       │ {variant}" in done.stdout
     assert sorted(p.name for p in (run / "raw").glob("*.json")) == ["cpython-3.13.json", "cpython-3.13t.json"]
     assert (run / "report.md").is_file() and (run / "tables" / "summary.csv").is_file()
     assert not list(tmp_path.glob(".*partial"))
 
-    compared = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pyperf",
-            "compare_to",
-            str(run / "raw" / "cpython-3.13.json"),
-            str(run / "raw" / "cpython-3.13t.json"),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    raw = [str(run / "raw" / "cpython-3.13.json"), str(run / "raw" / "cpython-3.13t.json")]
+    compared = subprocess.run([sys.executable, "-m", "pyperf", "compare_to", *raw], capture_output=True, text=True,
+                              check=False)  # fmt: skip
     assert compared.returncode == 0, compared.stderr
-    assert "http/catalog/sync/c4" in compared.stdout or "not significant" in compared.stdout
 
     cells = json.loads((run / "cells.json").read_text())
-    assert len(cells["cells"]) == 8
+    # handler: 1 mix x 3 variants; http: 2 mixes x 3 variants; each on 2 interpreters.
+    assert len(cells["cells"]) == 2 * (3 + 6)
     for cell in cells["cells"]:
         assert cell["status"] == "ok", cell
         if cell["interpreter"] == "cpython-3.13t":
             assert cell["gil"]["gil_enabled_at_end"] == 0 and cell["gil"]["gil_reports"] >= 1
-    import pyperf
-
-    suite = pyperf.BenchmarkSuite.load(str(run / "raw" / "cpython-3.13t.json"))
-    md = suite.get_benchmark("http/catalog/async/c4").get_runs()[0].get_metadata()
+    suite = pyperf.BenchmarkSuite.load(raw[1])
+    md = suite.get_benchmark("http/billing/async/c4").get_runs()[0].get_metadata()
     assert md["lab_build_profile"] == "fast" and md["lab_py_gil_disabled"] == 1
     assert md["server_kind"] == "uvicorn" and md["server_loop"] == "asyncio" and md["server_http"] == "h11"
     assert md["gil_enabled_at_end"] == 0
-    assert md["load_cpu_s"] > 0 and md["server_cpu_s"] > 0
+    assert md["load_cpu_s"] > 0 and md["server_cpu_s"] > 0 and md["upstream_cpu_s"] > 0
+    assert md["crossings_sync_to_async"] > 0
+
+
+def test_one_mix_only(envs: list[WorkloadEnv], tmp_path: Path) -> None:
+    done = lab("compare", "--plan", "smoke", "--mix", "billing", "--results-dir", str(tmp_path), "--run-id", "b")
+    assert done.returncode == 0, done.stderr
+    cells = json.loads((tmp_path / "b" / "cells.json").read_text())["cells"]
+    assert {c["mix"] for c in cells} == {"billing"}
 
 
 def test_python_gil_1_marks_free_threaded_cells_invalid(envs: list[WorkloadEnv], tmp_path: Path) -> None:
-    done = lab(
-        "compare",
-        "--plan",
-        "smoke",
-        "--results-dir",
-        str(tmp_path),
-        "--run-id",
-        "gil-on",
-        env_extra={"PYTHON_GIL": "1"},
-    )
+    done = lab("compare", "--plan", "smoke", "--mix", "template-page", "--results-dir", str(tmp_path),
+               "--run-id", "gil-on", env_extra={"PYTHON_GIL": "1"})  # fmt: skip
     assert done.returncode == 6
-    assert done.stderr.strip().splitlines()[-1].startswith("error: 4 of 8 cells not ok")
+    assert done.stderr.strip().splitlines()[-1].startswith("error: 6 of 12 cells not ok")
     cells = json.loads((tmp_path / "gil-on" / "cells.json").read_text())["cells"]
     ft = [c for c in cells if c["interpreter"] == "cpython-3.13t"]
     assert ft and all(c["status"] == "invalid" and "PYTHON_GIL=1" in c["reason"] for c in ft)

@@ -76,7 +76,7 @@ def test_shipped_plans_load() -> None:
 def test_plan_rejects_unknown_variant(tmp_path: Path) -> None:
     text = (Path(__file__).parent.parent / "lab" / "plans" / "smoke.toml").read_text()
     path = tmp_path / "p.toml"
-    path.write_text(text.replace('variants = ["sync", "async"]', 'variants = ["sync", "threads"]'))
+    path.write_text(text.replace('variants = ["sync", "async", "bridged"]', 'variants = ["sync", "threads"]'))
     with pytest.raises(SpecError, match="unknown variant 'threads'; accepted: sync, async, bridged, sync-on-asgi"):
         Plan.from_toml(path)
 
@@ -84,7 +84,7 @@ def test_plan_rejects_unknown_variant(tmp_path: Path) -> None:
 def test_plan_rejects_unbounded_duration(tmp_path: Path) -> None:
     text = (Path(__file__).parent.parent / "lab" / "plans" / "smoke.toml").read_text()
     path = tmp_path / "p.toml"
-    path.write_text(text.replace("http_duration = 1.0", "http_duration = 3600.0"))
+    path.write_text(text.replace("http_duration = 0.8", "http_duration = 3600.0"))
     with pytest.raises(SpecError, match="capped at 600 s"):
         Plan.from_toml(path)
 
@@ -92,3 +92,42 @@ def test_plan_rejects_unbounded_duration(tmp_path: Path) -> None:
 def test_unknown_plan_lists_available() -> None:
     with pytest.raises(SpecError, match="plan 'nope' not found; available: .*quick.*smoke"):
         load_plan("nope")
+
+
+def test_shipped_mixes_load_and_sweep() -> None:
+    from lab.spec import available_mixes, load_mix
+
+    names = available_mixes()
+    for expected in ("cpu-heavy", "orm-crud", "template-page", "billing", "io-sequential", "io-fanout", "io-sweep"):
+        assert expected in names
+    sweep = load_mix("io-sweep")
+    points = sweep.points()
+    assert [p.label for p in points][:3] == ["io-sweep@latency=0", "io-sweep@latency=2", "io-sweep@latency=5"]
+    assert points[-1].query == "latency=100" and points[-1].needs_upstream
+    assert [p.label for p in sweep.points((5,))] == ["io-sweep@latency=5"]
+    assert load_mix("orm-n-plus-1").points()[0].query == "mode=lazy&n=20"
+
+
+def test_unknown_mix_lists_available() -> None:
+    from lab.spec import load_mix
+
+    with pytest.raises(SpecError, match="mix 'nope' not found; available: billing, cpu-heavy"):
+        load_mix("nope")
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ("{ latency = -5 }", "latency=-5 is out of range; accepted: integers 0..10000"),
+        ('{ latency = "fast" }', "latency='fast' is out of range"),
+        ("{ colour = 1 }", "unknown parameter 'colour' for endpoint 'billing'; accepted: account, latency, client"),
+        ('{ client = "requests" }', "client='requests' is not accepted; accepted: httpx, aiohttp"),
+    ],
+)
+def test_bad_mix_parameters(tmp_path: Path, params: str, message: str) -> None:
+    from lab.spec import Mix
+
+    path = tmp_path / "m.toml"
+    path.write_text(f'[mix]\nname = "m"\ndescription = "d"\nendpoint = "billing"\nparams = {params}\n')
+    with pytest.raises(SpecError, match=message):
+        Mix.from_toml(path)

@@ -24,6 +24,7 @@ from labsite import inprocess
 
 def add_cmdline_args(cmd: list[str], args: object) -> None:
     cmd.extend(["--variant", args.variant, "--concurrency", str(args.concurrency)])  # type: ignore[attr-defined]
+    cmd.extend(["--endpoint", args.endpoint, "--query", args.query])  # type: ignore[attr-defined]
     cmd.extend(["--bench-name", args.bench_name])  # type: ignore[attr-defined]
 
 
@@ -31,24 +32,28 @@ def main() -> None:
     runner = pyperf.Runner(add_cmdline_args=add_cmdline_args)
     runner.argparser.add_argument("--variant", required=True, choices=sorted(inprocess.VARIANTS))
     runner.argparser.add_argument("--concurrency", type=int, default=1)
+    runner.argparser.add_argument("--endpoint", required=True)
+    runner.argparser.add_argument("--query", default="")
     runner.argparser.add_argument("--bench-name", required=True)
     args = runner.parse_args()
     django.setup()
-    interface, path = inprocess.VARIANTS[args.variant]
+    interface, path, query = inprocess.target(args.endpoint, args.variant, args.query)
     concurrency = args.concurrency
     runner.metadata["lab_variant"] = args.variant
     runner.metadata["lab_concurrency"] = concurrency
     runner.metadata["lab_interface"] = interface
+    runner.metadata["lab_endpoint"] = args.endpoint
+    runner.metadata["lab_query"] = args.query or "-"
 
     if interface == "wsgi":
         app = inprocess.wsgi_app()
         pool = ThreadPoolExecutor(concurrency)
         # Start the threads before timing so thread creation is not measured.
-        list(pool.map(lambda _: inprocess.call_wsgi(app, path), range(concurrency)))
+        list(pool.map(lambda _: inprocess.call_wsgi(app, path, query), range(concurrency)))
 
         def worker(n: int) -> None:
             for _ in range(n):
-                status, _body = inprocess.call_wsgi(app, path)
+                status, _body, _headers = inprocess.call_wsgi(app, path, query)
                 if status != 200:
                     raise RuntimeError(f"{path} returned {status}")
 
@@ -65,7 +70,7 @@ def main() -> None:
 
         async def task(n: int) -> None:
             for _ in range(n):
-                status, _body = await inprocess.call_asgi(app, path)
+                status, _body, _headers = await inprocess.call_asgi(app, path, query)
                 if status != 200:
                     raise RuntimeError(f"{path} returned {status}")
 

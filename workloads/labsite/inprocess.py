@@ -15,33 +15,43 @@ from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labsite.settings")
 
-# Variant name -> (interface, path). The lab keeps the same names (lab.spec.VARIANTS).
+# Variant name -> (interface, view). The lab keeps the same names (lab.spec.VARIANTS).
 VARIANTS: dict[str, tuple[str, str]] = {
-    "sync": ("wsgi", "/catalog/sync/"),
-    "async": ("asgi", "/catalog/async/"),
-    "bridged": ("asgi", "/catalog/bridged/"),
-    "sync-on-asgi": ("asgi", "/catalog/sync/"),
+    "sync": ("wsgi", "sync"),
+    "async": ("asgi", "async"),
+    "bridged": ("asgi", "bridged"),
+    "sync-on-asgi": ("asgi", "sync"),
 }
 
 
-def wsgi_app() -> Callable[..., Any]:
-    from django.core.wsgi import get_wsgi_application
+def target(endpoint: str, variant: str, query: str = "") -> tuple[str, str, str]:
+    """(interface, path, query string) of one endpoint in one variant."""
+    interface, view = VARIANTS[variant]
+    return interface, f"/{endpoint}/{view}/", query
 
-    return get_wsgi_application()
+
+def wsgi_app() -> Callable[..., Any]:
+    from labsite.wsgi import application
+
+    return application
 
 
 def asgi_app() -> Callable[..., Any]:
-    from django.core.asgi import get_asgi_application
+    from labsite.asgi import application
 
-    return get_asgi_application()
+    return application
 
 
-def call_wsgi(app: Callable[..., Any], path: str) -> tuple[int, bytes]:
+Response = tuple[int, bytes, dict[str, str]]
+
+
+def call_wsgi(app: Callable[..., Any], path: str, query: str = "") -> Response:
     status: list[str] = []
+    response_headers: dict[str, str] = {}
     environ = {
         "REQUEST_METHOD": "GET",
         "PATH_INFO": path,
-        "QUERY_STRING": "",
+        "QUERY_STRING": query,
         "SERVER_NAME": "127.0.0.1",
         "SERVER_PORT": "80",
         "SERVER_PROTOCOL": "HTTP/1.1",
@@ -58,6 +68,7 @@ def call_wsgi(app: Callable[..., Any], path: str) -> tuple[int, bytes]:
 
     def start_response(s: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
         status.append(s)
+        response_headers.update((k.lower(), v) for k, v in headers)
 
     result = app(environ, start_response)
     try:
@@ -65,10 +76,10 @@ def call_wsgi(app: Callable[..., Any], path: str) -> tuple[int, bytes]:
     finally:
         if hasattr(result, "close"):
             result.close()
-    return int(status[0].split()[0]), body
+    return int(status[0].split()[0]), body, response_headers
 
 
-async def call_asgi(app: Callable[..., Any], path: str) -> tuple[int, bytes]:
+async def call_asgi(app: Callable[..., Any], path: str, query: str = "") -> Response:
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -77,7 +88,7 @@ async def call_asgi(app: Callable[..., Any], path: str) -> tuple[int, bytes]:
         "scheme": "http",
         "path": path,
         "raw_path": path.encode(),
-        "query_string": b"",
+        "query_string": query.encode(),
         "root_path": "",
         "headers": [(b"host", b"127.0.0.1")],
         "client": ("127.0.0.1", 50000),
@@ -87,6 +98,7 @@ async def call_asgi(app: Callable[..., Any], path: str) -> tuple[int, bytes]:
     never = asyncio.Event()  # Django listens for a disconnect until the response is done
     status = 0
     chunks: list[bytes] = []
+    response_headers: dict[str, str] = {}
 
     async def receive() -> dict[str, Any]:
         nonlocal sent_body
@@ -100,35 +112,57 @@ async def call_asgi(app: Callable[..., Any], path: str) -> tuple[int, bytes]:
         nonlocal status
         if message["type"] == "http.response.start":
             status = message["status"]
+            response_headers.update((k.decode().lower(), v.decode()) for k, v in message.get("headers", []))
         elif message["type"] == "http.response.body":
             chunks.append(message.get("body", b""))
 
     await app(scope, receive, send)
-    return status, b"".join(chunks)
+    return status, b"".join(chunks), response_headers
 
 
-def render_all() -> dict[str, tuple[int, bytes]]:
-    """Every variant's response, for the body-equality check."""
+def render_all(endpoint: str, query: str = "") -> dict[str, Response]:
+    """Every variant's response for one endpoint, for body-equality and crossing checks."""
     wsgi, asgi = wsgi_app(), asgi_app()
-    out: dict[str, tuple[int, bytes]] = {}
-    for variant, (interface, path) in VARIANTS.items():
-        if interface == "wsgi":
-            out[variant] = call_wsgi(wsgi, path)
-        else:
-            out[variant] = asyncio.run(call_asgi(asgi, path))
+    out: dict[str, Response] = {}
+    loop = asyncio.new_event_loop()
+    try:
+        for variant in VARIANTS:
+            interface, path, q = target(endpoint, variant, query)
+            if interface == "wsgi":
+                out[variant] = call_wsgi(wsgi, path, q)
+            else:
+                out[variant] = loop.run_until_complete(call_asgi(asgi, path, q))
+    finally:
+        loop.close()
     return out
 
 
-if __name__ == "__main__":
+def main() -> None:
+    import argparse
     import hashlib
     import json
     import sys
 
-    responses = render_all()
-    json.dump(
-        {
-            v: {"status": s, "sha256": hashlib.sha256(b).hexdigest(), "length": len(b)}
-            for v, (s, b) in responses.items()
-        },
-        sys.stdout,
-    )
+    import django
+
+    parser = argparse.ArgumentParser(description="Render one endpoint in every variant; print digests as JSON.")
+    parser.add_argument("--endpoint", required=True)
+    parser.add_argument("--query", default="")
+    args = parser.parse_args()
+    django.setup()
+    responses = render_all(args.endpoint, args.query)
+    summary = {
+        variant: {
+            "status": status,
+            "sha256": hashlib.sha256(body).hexdigest(),
+            "length": len(body),
+            "crossings": headers.get("x-lab-crossings", ""),
+            "body_head": body[:200].decode(errors="replace"),
+        }
+        for variant, (status, body, headers) in responses.items()
+    }
+    json.dump(summary, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,11 +1,19 @@
+"""``/<endpoint>/<view>/`` for every endpoint shape and view kind (sync, async, bridged).
+
+The ``sync-on-asgi`` variant is the ``sync`` view served under ASGI, so it has no URL of
+its own.
+"""
+
 from __future__ import annotations
 
 from django.urls import path
-from shop import views_async, views_bridged, views_sync
+from shop.endpoints import ENDPOINTS
+from shop.views_sync import health
 
-urlpatterns = [
-    path("health/", views_sync.health),
-    path("catalog/sync/", views_sync.catalog),
-    path("catalog/async/", views_async.catalog),
-    path("catalog/bridged/", views_bridged.catalog),
-]
+urlpatterns = [path("health/", health)]
+for name, module in ENDPOINTS.items():
+    urlpatterns += [
+        path(f"{name}/sync/", module.sync_view),
+        path(f"{name}/async/", module.async_view),
+        path(f"{name}/bridged/", module.bridged_view),
+    ]

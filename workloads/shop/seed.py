@@ -11,6 +11,7 @@ import random
 
 AUTHORS = 50
 BOOKS = 2_000
+ACCOUNTS = 200
 SEED = 20261130
 
 
@@ -23,7 +24,7 @@ def seed() -> None:
     from django.core.management import call_command
     from django.db import connection, transaction
 
-    from shop.models import Author, Book
+    from shop.models import Account, Author, Book, Plan
 
     db_path = settings.DATABASES["default"]["NAME"]
     os.makedirs(os.path.dirname(db_path), exist_ok=True)
@@ -45,6 +46,13 @@ def seed() -> None:
                 year=rng.randrange(1950, 2026),
             )
             for i in range(BOOKS)
+        )
+        plans = Plan.objects.bulk_create(
+            Plan(name=name, monthly_cents=cents) for name, cents in (("free", 0), ("team", 2_900), ("business", 9_900))
+        )
+        Account.objects.bulk_create(
+            Account(name=f"Account {i:04d}", plan=plans[rng.randrange(len(plans))], seats=rng.randrange(1, 200))
+            for i in range(ACCOUNTS)
         )
 
 

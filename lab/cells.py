@@ -1,0 +1,105 @@
+"""The cells of a plan: tier x mix point x variant x concurrency, and their records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab.gilstate import CellStatus
+from lab.spec import MixPoint, Plan, Tier, Variant, load_mix
+
+# Which server interface each variant runs under.
+VARIANT_INTERFACE: dict[Variant, str] = {"sync": "wsgi", "async": "asgi", "bridged": "asgi", "sync-on-asgi": "asgi"}
+VARIANT_VIEW: dict[Variant, str] = {"sync": "sync", "async": "async", "bridged": "bridged", "sync-on-asgi": "sync"}
+# Seconds a server needs to start and stop, for the duration estimate.
+SERVER_OVERHEAD_S = 3.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cell:
+    tier: Tier
+    point: MixPoint
+    variant: Variant
+    concurrency: int
+
+    @property
+    def bench_name(self) -> str:
+        return f"{self.tier}/{self.point.label}/{self.variant}/c{self.concurrency}"
+
+    @property
+    def interface(self) -> str:
+        return VARIANT_INTERFACE[self.variant]
+
+    @property
+    def path(self) -> str:
+        query = self.point.query
+        return f"/{self.point.endpoint}/{VARIANT_VIEW[self.variant]}/" + (f"?{query}" if query else "")
+
+
+@dataclass(kw_only=True)
+class CellRecord:
+    interpreter: str
+    tier: str
+    mix: str
+    point: str
+    variant: str
+    concurrency: int
+    repeat: int
+    status: CellStatus
+    reason: str = ""
+    bench_name: str = ""
+    wall_s: float = 0.0
+    gil: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, cell: Cell, interpreter: str, repeat: int) -> CellRecord:
+        return cls(
+            interpreter=interpreter,
+            tier=cell.tier,
+            mix=cell.point.mix,
+            point=cell.point.label,
+            variant=cell.variant,
+            concurrency=cell.concurrency,
+            repeat=repeat,
+            status="ok",
+            bench_name=cell.bench_name,
+        )
+
+
+def points_of(plan: Plan, mixes: tuple[str, ...]) -> list[MixPoint]:
+    points: list[MixPoint] = []
+    for name in mixes:
+        points.extend(load_mix(name).points(plan.sweep_values))
+    return points
+
+
+def cells_of(plan: Plan, only_mixes: tuple[str, ...] | None = None) -> list[Cell]:
+    def chosen(mixes: tuple[str, ...]) -> tuple[str, ...]:
+        return mixes if only_mixes is None else tuple(m for m in mixes if m in only_mixes)
+
+    cells: list[Cell] = []
+    for tier in plan.tiers:
+        levels = plan.handler_concurrency if tier == "handler" else plan.http_concurrency
+        mixes = chosen(plan.handler_mixes if tier == "handler" else plan.mixes)
+        cells.extend(
+            Cell(tier=tier, point=p, variant=v, concurrency=c)
+            for p in points_of(plan, mixes)
+            for v in plan.variants
+            for c in levels
+        )
+    return cells
+
+
+def estimate_seconds(plan: Plan, cells: list[Cell], interpreters: int) -> float:
+    """Rough wall time, printed before the run starts."""
+    total = 0.0
+    for cell in cells:
+        if cell.tier == "handler":
+            # pyperf: calibration plus (warmups + values) x min_time per worker, ~1 s start-up each.
+            per_proc = 1.0 + (plan.handler_warmups + plan.handler_values + 2) * plan.handler_min_time
+            total += interpreters * (plan.handler_processes * per_proc + 2.0)
+        else:
+            total += interpreters * plan.repeats * (plan.http_warmup + plan.http_duration + 0.3)
+    # One server start/stop per interpreter, interface and repeat.
+    total += interpreters * plan.repeats * 2 * SERVER_OVERHEAD_S
+    return total

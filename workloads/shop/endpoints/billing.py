@@ -1,0 +1,77 @@
+"""`billing`: a product-style endpoint, modelled on a real billing page.
+
+Load the account, follow its plan relation, read a feature flag from the cache, call an
+external billing API once (``?latency=L`` ms), return JSON. ``bridged`` is the typical
+half-migration: an ``async def`` view calling the three existing sync helpers through
+``sync_to_async`` one after the other.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse
+
+from shop import upstream_clients as clients
+from shop.endpoints.common import BadParam, bad_request, bridge, choice_param, int_param, json_response
+from shop.models import Account
+
+FLAG_KEY = "flag:usage-based-invoices"
+
+
+def params(request: HttpRequest) -> tuple[int, int, str]:
+    return (
+        int_param(request, "account", 42, 1, 200),
+        int_param(request, "latency", 20, 0, 10_000),
+        choice_param(request, "client", "httpx", ("httpx", "aiohttp")),
+    )
+
+
+def body(account: Account, flag: bool, billing: bytes) -> dict[str, Any]:
+    return {
+        "account": account.name,
+        "plan": account.plan.name,
+        "monthly_cents": account.plan.monthly_cents * account.seats,
+        "seats": account.seats,
+        "usage_based": flag,
+        "billing": json.loads(billing)["status"],
+    }
+
+
+def load_account(account_id: int) -> Account:
+    return Account.objects.select_related("plan").get(pk=account_id)
+
+
+def read_flag() -> bool:
+    return bool(cache.get_or_set(FLAG_KEY, True, timeout=None))
+
+
+def sync_view(request: HttpRequest) -> HttpResponse:
+    try:
+        account_id, latency, _client = params(request)
+    except BadParam as exc:
+        return bad_request(exc)
+    return json_response(body(load_account(account_id), read_flag(), clients.sync_get(latency)))
+
+
+async def async_view(request: HttpRequest) -> HttpResponse:
+    try:
+        account_id, latency, client = params(request)
+    except BadParam as exc:
+        return bad_request(exc)
+    account = await Account.objects.select_related("plan").aget(pk=account_id)
+    flag = bool(await cache.aget_or_set(FLAG_KEY, True, timeout=None))
+    return json_response(body(account, flag, await clients.async_get(latency, client)))
+
+
+async def bridged_view(request: HttpRequest) -> HttpResponse:
+    try:
+        account_id, latency, _client = params(request)
+    except BadParam as exc:
+        return bad_request(exc)
+    account = await bridge(request, load_account)(account_id)
+    flag = await bridge(request, read_flag)()
+    billing = await bridge(request, clients.sync_get)(latency)
+    return json_response(body(account, flag, billing))

@@ -1,0 +1,55 @@
+"""`crud`: a write path, create then update an order inside one transaction.
+
+Django's transactions do not work in async mode (its docs say to wrap the transactional
+block in ``sync_to_async``), so the ``async`` variant necessarily bridges this block too.
+The body leaves out the new row's id so every variant and run returns the same bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+
+from shop.endpoints.common import BadParam, bad_request, bridge, int_param, json_response
+from shop.models import Account, Book, Order
+
+ACCOUNT_ID = 3
+BOOK_ID = 11
+
+
+def params(request: HttpRequest) -> int:
+    return int_param(request, "quantity", 2, 1, 1_000)
+
+
+def write_sync(quantity: int) -> dict[str, Any]:
+    with transaction.atomic():
+        order = Order.objects.create(
+            account=Account.objects.get(pk=ACCOUNT_ID),
+            book=Book.objects.get(pk=BOOK_ID),
+            quantity=quantity,
+            status="new",
+        )
+        order.status = "paid"
+        order.save(update_fields=["status"])
+    return {"created": True, "status": order.status, "quantity": order.quantity, "book": BOOK_ID}
+
+
+def sync_view(request: HttpRequest) -> HttpResponse:
+    try:
+        quantity = params(request)
+    except BadParam as exc:
+        return bad_request(exc)
+    return json_response(write_sync(quantity))
+
+
+async def async_view(request: HttpRequest) -> HttpResponse:
+    try:
+        quantity = params(request)
+    except BadParam as exc:
+        return bad_request(exc)
+    return json_response(await bridge(request, write_sync)(quantity))
+
+
+bridged_view = async_view

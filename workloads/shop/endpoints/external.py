@@ -1,0 +1,70 @@
+"""`external`: K calls to the upstream simulator of latency L ms, sequential or fan-out.
+
+``?k=K&latency=L&mode=sequential|fanout&client=httpx|aiohttp``. ``sync`` fans out on a
+thread pool, ``async`` with ``asyncio.gather``; ``bridged`` calls the existing sync helper
+through ``sync_to_async`` (once per call when sequential, once for the whole fan-out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+
+from shop import upstream_clients as clients
+from shop.endpoints.common import BadParam, bad_request, bridge, choice_param, int_param, json_response
+
+
+def params(request: HttpRequest) -> tuple[int, int, str, str]:
+    return (
+        int_param(request, "k", 3, 1, 64),
+        int_param(request, "latency", 10, 0, 10_000),
+        choice_param(request, "mode", "sequential", ("sequential", "fanout")),
+        choice_param(request, "client", "httpx", ("httpx", "aiohttp")),
+    )
+
+
+def body(k: int, mode: str, bodies: list[bytes]) -> dict[str, Any]:
+    joined = b"".join(bodies)
+    return {"calls": k, "mode": mode, "bytes": len(joined), "digest": hashlib.sha256(joined).hexdigest()[:16]}
+
+
+def fetch_sync(k: int, latency: int, mode: str) -> list[bytes]:
+    if mode == "fanout":
+        return list(clients.fanout_pool().map(clients.sync_get, [latency] * k))
+    return [clients.sync_get(latency) for _ in range(k)]
+
+
+def sync_view(request: HttpRequest) -> HttpResponse:
+    try:
+        k, latency, mode, _client = params(request)
+    except BadParam as exc:
+        return bad_request(exc)
+    return json_response(body(k, mode, fetch_sync(k, latency, mode)))
+
+
+async def async_view(request: HttpRequest) -> HttpResponse:
+    try:
+        k, latency, mode, client = params(request)
+    except BadParam as exc:
+        return bad_request(exc)
+    if mode == "fanout":
+        bodies = list(await asyncio.gather(*(clients.async_get(latency, client) for _ in range(k))))
+    else:
+        bodies = [await clients.async_get(latency, client) for _ in range(k)]
+    return json_response(body(k, mode, bodies))
+
+
+async def bridged_view(request: HttpRequest) -> HttpResponse:
+    try:
+        k, latency, mode, _client = params(request)
+    except BadParam as exc:
+        return bad_request(exc)
+    if mode == "fanout":
+        bodies = await bridge(request, fetch_sync)(k, latency, mode)
+    else:
+        get = bridge(request, clients.sync_get)
+        bodies = [await get(latency) for _ in range(k)]
+    return json_response(body(k, mode, bodies))
