@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.gilstate import CellStatus
-from lab.spec import MixPoint, Plan, Tier, Variant, load_mix
+from lab.spec import Middleware, MixPoint, Plan, Tier, Variant, load_mix
 
 # Which server interface each variant runs under.
 VARIANT_INTERFACE: dict[Variant, str] = {"sync": "wsgi", "async": "asgi", "bridged": "asgi", "sync-on-asgi": "asgi"}
@@ -21,10 +21,12 @@ class Cell:
     point: MixPoint
     variant: Variant
     concurrency: int
+    middleware: Middleware = "default"
 
     @property
     def bench_name(self) -> str:
-        return f"{self.tier}/{self.point.label}/{self.variant}/c{self.concurrency}"
+        suffix = "" if self.middleware == "default" else f"/mw={self.middleware}"
+        return f"{self.tier}/{self.point.label}/{self.variant}/c{self.concurrency}{suffix}"
 
     @property
     def interface(self) -> str:
@@ -46,6 +48,7 @@ class CellRecord:
     concurrency: int
     repeat: int
     status: CellStatus
+    middleware: str = "default"
     reason: str = ""
     bench_name: str = ""
     wall_s: float = 0.0
@@ -62,6 +65,7 @@ class CellRecord:
             concurrency=cell.concurrency,
             repeat=repeat,
             status="ok",
+            middleware=cell.middleware,
             bench_name=cell.bench_name,
         )
 
@@ -82,8 +86,9 @@ def cells_of(plan: Plan, only_mixes: tuple[str, ...] | None = None) -> list[Cell
         levels = plan.handler_concurrency if tier == "handler" else plan.http_concurrency
         mixes = chosen(plan.handler_mixes if tier == "handler" else plan.mixes)
         cells.extend(
-            Cell(tier=tier, point=p, variant=v, concurrency=c)
+            Cell(tier=tier, point=p, variant=v, concurrency=c, middleware=m)
             for p in points_of(plan, mixes)
+            for m in plan.middleware
             for v in plan.variants
             for c in levels
         )
@@ -100,6 +105,6 @@ def estimate_seconds(plan: Plan, cells: list[Cell], interpreters: int) -> float:
             total += interpreters * (plan.handler_processes * per_proc + 2.0)
         else:
             total += interpreters * plan.repeats * (plan.http_warmup + plan.http_duration + 0.3)
-    # One server start/stop per interpreter, interface and repeat.
-    total += interpreters * plan.repeats * 2 * SERVER_OVERHEAD_S
+    # One server start/stop per interpreter, interface, middleware stack and repeat.
+    total += interpreters * plan.repeats * 2 * len(plan.middleware) * SERVER_OVERHEAD_S
     return total

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -31,6 +32,7 @@ from lab.build import EXTERNAL_WARNING, SOURCE_ENV, Interpreter, ensure_built, u
 from lab.errors import LabError, MeasurementFailed, SpecError
 from lab.spec import (
     BUILD_PROFILES,
+    MIDDLEWARES,
     REPO_ROOT,
     available_mixes,
     available_plans,
@@ -110,6 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help=f"run only this mix (repeatable); available: {', '.join(available_mixes())}",
     )
+    p.add_argument(
+        "--middleware",
+        action="append",
+        default=None,
+        choices=MIDDLEWARES,
+        help="middleware stack(s) to measure, overriding the plan's: default (async-capable only) "
+        "and/or sync-audit (adds a sync-only middleware that reads the database)",
+    )
 
     p = sub.add_parser("report", help="re-render tables from existing raw results")
     p.add_argument("runs", nargs="+", type=Path, help="run directories under results/")
@@ -159,6 +169,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from lab.serve import check_port_free
 
     plan = load_plan(args.plan)
+    if args.middleware:
+        plan = dataclasses.replace(plan, middleware=tuple(dict.fromkeys(args.middleware)))
     only_mixes = None
     if args.mix:
         for name in args.mix:

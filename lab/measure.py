@@ -77,14 +77,15 @@ class Runner:
         self.machine = machine_metadata()
         self.upstream: ManagedProcess | None = None
         self.upstream_url = ""
-        # (interpreter, point label) -> variant -> probe result (status, digest, crossings)
-        self.probes: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        # (interpreter, point label, middleware) -> variant -> probe result (status, digest, crossings)
+        self.probes: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
         self._http_runs: dict[tuple[str, str], list[pyperf.Run]] = {}
 
     # -- helpers ---------------------------------------------------------------
 
-    def _env_vars(self, env: WorkloadEnv, gil_dir: Path) -> dict[str, str]:
+    def _env_vars(self, env: WorkloadEnv, gil_dir: Path, middleware: str = "default") -> dict[str, str]:
         return {
+            "LAB_MIDDLEWARE": middleware,
             "DJANGO_SETTINGS_MODULE": "labsite.settings",
             "LAB_DATA_DIR": str(self.work / env.interpreter.spec_name / "data"),
             "LAB_GIL_REPORT_DIR": str(gil_dir),
@@ -106,7 +107,7 @@ class Runner:
         return sum(per_cell)
 
     def _common_metadata(self, env: WorkloadEnv, cell: Cell) -> dict[str, Any]:
-        probe = self.probes.get((env.interpreter.spec_name, cell.point.label), {}).get(cell.variant, {})
+        probe = self.probes.get(self._probe_key(env, cell), {}).get(cell.variant, {})
         return {
             **interpreter_metadata(env),
             **{f"machine_{k}": v for k, v in self.machine.items() if v != ""},
@@ -116,11 +117,13 @@ class Runner:
             "lab_endpoint": cell.point.endpoint,
             "lab_query": cell.point.query or "-",
             "lab_variant": cell.variant,
+            "lab_middleware": cell.middleware,
             "lab_concurrency": cell.concurrency,
             "lab_format_version": FORMAT_VERSION,
             "lab_c_speedups": "aiohttp, multidict, yarl, propcache, frozenlist: off",
             "crossings_sync_to_async": probe.get("sync_to_async", -1),
             "crossings_async_to_sync": probe.get("async_to_sync", -1),
+            "crossings_total": probe.get("sync_to_async", -1) + probe.get("async_to_sync", 0) if probe else -1,
             "body_sha256": probe.get("sha256", "-"),
         }
 
@@ -173,13 +176,18 @@ class Runner:
             if code != 0:
                 raise LabError(f"seeding the database for {name} failed: {tail(log_path, 5)}")
 
-    def probe(self, env: WorkloadEnv, point: MixPoint) -> dict[str, dict[str, Any]]:
+    @staticmethod
+    def _probe_key(env: WorkloadEnv, cell: Cell) -> tuple[str, str, str]:
+        return env.interpreter.spec_name, cell.point.label, cell.middleware
+
+    def probe(self, env: WorkloadEnv, point: MixPoint, middleware: str) -> dict[str, dict[str, Any]]:
         """Render the point in every variant in-process with crossing counting on.
 
         Checks that all variants return the same body and records crossings per request;
         measurement servers then run with counting off.
         """
-        vars_ = {**self._env_vars(env, self._gil_dir(f"probe-{env.interpreter.spec_name}")), "LAB_CROSSINGS": "1"}
+        gil_dir = self._gil_dir(f"probe-{env.interpreter.spec_name}")
+        vars_ = {**self._env_vars(env, gil_dir, middleware), "LAB_CROSSINGS": "1"}
         cmd = [str(env.python), "-m", "labsite.inprocess", "--endpoint", point.endpoint, "--query", point.query]
         done = subprocess.run(
             cmd, cwd=WORKLOADS_DIR, env=child_env(vars_), capture_output=True, text=True, timeout=300, check=False
@@ -195,9 +203,9 @@ class Runner:
             info["async_to_sync"] = int(counts.get("async_to_sync", -1))
         return result
 
-    def probe_problem(self, env: WorkloadEnv, point: MixPoint) -> str:
-        """Why the cells of this point cannot be measured on this interpreter ('' if they can)."""
-        probe = self.probes.get((env.interpreter.spec_name, point.label), {})
+    def probe_problem(self, env: WorkloadEnv, cell: Cell) -> str:
+        """Why this cell cannot be measured on this interpreter ('' if it can)."""
+        probe = self.probes.get(self._probe_key(env, cell), {})
         bad_status = {v: p["status"] for v, p in probe.items() if p["status"] != 200}
         if bad_status:
             return f"non-200 responses in the probe: {bad_status}"
@@ -214,7 +222,7 @@ class Runner:
         out = self.work / "pyperf" / f"{tag}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.unlink(missing_ok=True)
-        vars_ = self._env_vars(env, gil_dir)
+        vars_ = self._env_vars(env, gil_dir, cell.middleware)
         cmd = [
             str(env.python),
             str(WORKLOADS_DIR / "bench_handler.py"),
@@ -309,30 +317,31 @@ class Runner:
         load: dict[str, Any] = json.loads(done.stdout)
         return load, usage, upstream_cpu
 
-    def http_batch(self, env: WorkloadEnv, interface: str, cells: list[Cell], repeat: int) -> None:
-        """All cells of one interface on one interpreter, against one server process.
+    def http_batch(self, env: WorkloadEnv, interface: str, middleware: str, cells: list[Cell], repeat: int) -> None:
+        """All cells of one interface and middleware stack on one interpreter, against one server.
 
         One server per batch keeps start-up out of the cells; the GIL verdict covers
         every process of that server, so it applies to every cell of the batch.
         """
         name = env.interpreter.spec_name
-        tag = f"{name}-{interface}-r{repeat}"
+        tag = f"{name}-{interface}-{middleware}-r{repeat}"
         gil_dir = self._gil_dir(tag)
         config = server_for(interface, self.plan.server_threads)
+        server_env = self._env_vars(env, gil_dir, middleware)
         pending: list[tuple[Cell, CellRecord, dict[str, Any] | None]] = []
         try:
             with running_server(
                 config,
                 env,
                 port=self.port,
-                extra_env=self._env_vars(env, gil_dir),
+                extra_env=server_env,
                 log_path=self.work / "logs" / f"{tag}-server.log",
             ) as (server, port):
                 for cell in cells:
                     self.on_progress(f"{cell.bench_name} on {name} (repeat {repeat + 1}/{self.plan.repeats})")
                     record = CellRecord.of(cell, name, repeat)
                     pending.append((cell, record, None))
-                    problem = self.probe_problem(env, cell.point)
+                    problem = self.probe_problem(env, cell)
                     if problem:
                         record.status, record.reason = "failed", problem
                         continue
@@ -437,16 +446,16 @@ class Runner:
     def run(self) -> list[CellRecord]:
         self.seed()
         with self.upstream_running():
-            points = {c.point.label: c.point for c in self.cells}
+            to_probe = {self._probe_key(self.envs[0], c)[1:]: c for c in self.cells}
             for env in self.envs:
-                for point in points.values():
-                    self.on_progress(f"probing {point.label} on {env.interpreter.spec_name}")
-                    self.probes[(env.interpreter.spec_name, point.label)] = self.probe(env, point)
+                for cell in to_probe.values():
+                    self.on_progress(f"probing {cell.point.label} ({cell.middleware}) on {env.interpreter.spec_name}")
+                    self.probes[self._probe_key(env, cell)] = self.probe(env, cell.point, cell.middleware)
             for index, cell in enumerate(c for c in self.cells if c.tier == "handler"):
                 # Alternate which interpreter goes first so slow drift does not favour one side.
                 for env in self.envs if index % 2 == 0 else list(reversed(self.envs)):
                     self.on_progress(f"{cell.bench_name} on {env.interpreter.spec_name}")
-                    problem = self.probe_problem(env, cell.point)
+                    problem = self.probe_problem(env, cell)
                     if problem:
                         record = CellRecord.of(cell, env.interpreter.spec_name, 0)
                         record.status, record.reason = "failed", problem
@@ -458,9 +467,10 @@ class Runner:
             for repeat in range(self.plan.repeats):
                 for env in self.envs:
                     for interface in ("wsgi", "asgi"):
-                        batch = [c for c in http if c.interface == interface]
-                        if batch:
-                            self.http_batch(env, interface, batch, repeat)
+                        for middleware in self.plan.middleware:
+                            batch = [c for c in http if c.interface == interface and c.middleware == middleware]
+                            if batch:
+                                self.http_batch(env, interface, middleware, batch, repeat)
         for (name, _bench), runs in self._http_runs.items():
             self.benchmarks[name].append(pyperf.Benchmark(runs))
         return self.records

@@ -114,7 +114,8 @@ def load_run(run_dir: Path) -> RunData:
                             "tier": md["lab_tier"],
                             "mix": md.get("lab_mix", "?"),
                             "point": md.get("lab_point", md.get("lab_workload", "?")),
-                            "crossings": int(md.get("crossings_sync_to_async", -1)),
+                            "crossings": int(md.get("crossings_total", md.get("crossings_sync_to_async", -1))),
+                            "middleware": md.get("lab_middleware", "default"),
                             "variant": md["lab_variant"],
                             "concurrency": int(md["lab_concurrency"]),
                             "status": md.get("lab_status", "ok"),
@@ -146,14 +147,14 @@ def summary_table(data: RunData) -> pd.DataFrame:
     df = data.values
     if df.empty:
         return pd.DataFrame()
-    keys = ["tier", "point", "variant", "concurrency"]
+    keys = ["tier", "point", "middleware", "variant", "concurrency"]
     out: list[dict[str, Any]] = []
     for key, group in df.groupby(keys, sort=True):
-        tier, point, variant, conc = key
+        tier, point, middleware, variant, conc = key
         by_role = {role: g for role, g in group.groupby("role")}
         row: dict[str, Any] = {
             "tier": tier,
-            "point": point,
+            "point": point if middleware == "default" else f"{point} +{middleware}",
             "variant": variant,
             "concurrency": conc,
             "crossings": int(group["crossings"].max()),
@@ -231,7 +232,7 @@ def markdown(data: RunData, table: pd.DataFrame) -> str:
         "ratio is 3.13t / 3.13 throughput with a bootstrap 95% interval. Cells whose GIL came back on are invalid and "
         "excluded from ratios.",
         "",
-        "| tier | mix | variant | conc | server | sync_to_async per request | 3.13 req/s | 3.13 p95 | 3.13t req/s | 3.13t p95 | 3.13t/3.13 | status |",
+        "| tier | mix | variant | conc | server | crossings per request | 3.13 req/s | 3.13 p95 | 3.13t req/s | 3.13t p95 | 3.13t/3.13 | status |",
         "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in table.to_dict("records"):

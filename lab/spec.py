@@ -33,6 +33,8 @@ FREE_THREADING_FLAG = "--disable-gil"
 
 Variant = Literal["sync", "async", "bridged", "sync-on-asgi"]
 VARIANTS: tuple[Variant, ...] = get_args(Variant)
+Middleware = Literal["default", "sync-audit"]
+MIDDLEWARES: tuple[Middleware, ...] = get_args(Middleware)
 Tier = Literal["handler", "http"]
 TIERS: tuple[Tier, ...] = get_args(Tier)
 
@@ -310,6 +312,8 @@ class Plan:
     handler_mixes: tuple[str, ...]
     # Overrides the sweep values of swept mixes (e.g. fewer latencies for a quick run).
     sweep_values: tuple[int, ...] | None = None
+    # Middleware stacks to measure: "default" (async-capable only) and/or "sync-audit".
+    middleware: tuple[Middleware, ...] = ("default",)
     # Handler tier (pyperf, in-process, no sockets).
     handler_concurrency: tuple[int, ...]
     handler_processes: int
@@ -349,6 +353,10 @@ class Plan:
             sweep_values = tuple(table["sweep_values"])
             if not sweep_values or not all(isinstance(v, int) and v >= 0 for v in sweep_values):
                 raise SpecError(f"{path}: 'plan.sweep_values' must be a non-empty list of integers >= 0")
+        middleware = _str_tuple(path, "plan.middleware", table.get("middleware", ["default"]))
+        for m in middleware:
+            if m not in MIDDLEWARES:
+                raise SpecError(f"{path}: unknown middleware stack {m!r}; accepted: {', '.join(MIDDLEWARES)}")
         numbers: dict[str, Any] = {}
         for key, kind, low in (
             ("handler_processes", int, 1),
@@ -381,6 +389,7 @@ class Plan:
             mixes=mixes,
             handler_mixes=handler_mixes,
             sweep_values=sweep_values,
+            middleware=middleware,  # type: ignore[arg-type]
             handler_concurrency=_int_tuple(path, "plan.handler_concurrency", table["handler_concurrency"]),
             http_concurrency=_int_tuple(path, "plan.http_concurrency", table["http_concurrency"]),
             **numbers,

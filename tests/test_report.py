@@ -104,7 +104,10 @@ def test_table_has_throughput_ci_and_ratio(tmp_path: Path) -> None:
     assert row["gil_ci"] == pytest.approx(24.84, abs=0.01)
     assert row["ft_over_gil"] == pytest.approx(2.0)
     assert row["gil_server"] == "gunicorn gthread 1x8"
-    assert "| http | orm-reads | sync | 8 | gunicorn gthread 1x8 | 0 | 110 ± 25 | 10.00 | 220 ± 50 | 10.00 | 2.00 [" in text
+    assert (
+        "| http | orm-reads | sync | 8 | gunicorn gthread 1x8 | 0 | 110 ± 25 | 10.00 | 220 ± 50 | 10.00 | 2.00 ["
+        in text
+    )
     assert (run / "report.md").read_text() == text
     assert (run / "tables" / "summary.csv").read_text().startswith("tier,point,variant,concurrency,crossings")
 

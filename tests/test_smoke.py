@@ -53,9 +53,20 @@ def upstream_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
-def probe(env: WorkloadEnv, data_dir: Path, upstream_url: str, endpoint: str) -> dict[str, dict[str, object]]:
-    vars_ = child_env({"PYTHONPATH": str(WORKLOADS_DIR), "LAB_DATA_DIR": str(data_dir), "LAB_CROSSINGS": "1",
-                       "LAB_UPSTREAM_URL": upstream_url, "LAB_GIL_REPORT_DIR": str(data_dir), **SAME_STACK_ENV})  # fmt: skip
+def probe(
+    env: WorkloadEnv, data_dir: Path, upstream_url: str, endpoint: str, middleware: str = "default"
+) -> dict[str, dict[str, object]]:
+    vars_ = child_env(
+        {
+            "PYTHONPATH": str(WORKLOADS_DIR),
+            "LAB_DATA_DIR": str(data_dir),
+            "LAB_CROSSINGS": "1",
+            "LAB_UPSTREAM_URL": upstream_url,
+            "LAB_GIL_REPORT_DIR": str(data_dir),
+            "LAB_MIDDLEWARE": middleware,
+            **SAME_STACK_ENV,
+        }
+    )
     if not (data_dir / "lab.sqlite3").exists():
         subprocess.run([str(env.python), "-m", "shop.seed"], cwd=WORKLOADS_DIR, env=vars_, check=True)
     cmd = [str(env.python), "-m", "labsite.inprocess", "--endpoint", endpoint, "--query", PROBE_QUERIES[endpoint]]
@@ -83,24 +94,49 @@ def test_every_variant_returns_the_same_body_on_both_interpreters(
     assert digests["cpython-3.13"] == digests["cpython-3.13t"]
 
 
+def crossings(responses: dict[str, dict[str, object]], variant: str, kind: str = "sync_to_async") -> int:
+    header = str(responses[variant]["crossings"])
+    return int(dict(part.split("=") for part in header.split(";"))[kind])
+
+
+s2a = crossings
+
+
 def test_crossings_are_counted(envs: list[WorkloadEnv], upstream_url: str, tmp_path: Path) -> None:
     billing = probe(envs[0], tmp_path, upstream_url, "billing")
 
-    def s2a(variant: str) -> int:
-        header = str(billing[variant]["crossings"])
-        return int(dict(part.split("=") for part in header.split(";"))["sync_to_async"])
-
-    assert s2a("sync") == 0, "sync views under WSGI never cross"
+    assert s2a(billing, "sync") == 0, "sync views under WSGI never cross"
     # Bridged wraps three sync helpers; async uses aget + cache.aget_or_set (two crossings
     # inside Django); both pay Django's own ASGI handler crossings on top.
-    assert s2a("bridged") == s2a("async") + 1
-    assert s2a("sync-on-asgi") < s2a("async")
+    assert s2a(billing, "bridged") == s2a(billing, "async") + 1
+    assert s2a(billing, "sync-on-asgi") < s2a(billing, "async")
+
+
+def test_sync_only_middleware_adds_crossings_to_async_views(
+    envs: list[WorkloadEnv], upstream_url: str, tmp_path: Path
+) -> None:
+    plain = probe(envs[0], tmp_path, upstream_url, "cpu")
+    audited = probe(envs[0], tmp_path, upstream_url, "cpu", middleware="sync-audit")
+    assert s2a(audited, "sync") == 0
+    assert s2a(plain, "async") == s2a(plain, "sync-on-asgi") - 1  # the async view itself never crosses
+    # With a sync-only middleware the request path runs sync and the async view is called
+    # back through async_to_sync: the whole path adapts.
+    assert crossings(plain, "async", "async_to_sync") == 0
+    assert crossings(audited, "async", "async_to_sync") == 1
+    assert {r["sha256"] for r in audited.values()} == {r["sha256"] for r in plain.values()}
 
 
 def lab(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "lab", "-q", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=900, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "lab", "-q", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
 
 
 def test_smoke_compare_writes_pyperf_json_and_table(envs: list[WorkloadEnv], tmp_path: Path) -> None:
@@ -115,8 +151,9 @@ def test_smoke_compare_writes_pyperf_json_and_table(envs: list[WorkloadEnv], tmp
     assert not list(tmp_path.glob(".*partial"))
 
     raw = [str(run / "raw" / "cpython-3.13.json"), str(run / "raw" / "cpython-3.13t.json")]
-    compared = subprocess.run([sys.executable, "-m", "pyperf", "compare_to", *raw], capture_output=True, text=True,
-                              check=False)  # fmt: skip
+    compared = subprocess.run(
+        [sys.executable, "-m", "pyperf", "compare_to", *raw], capture_output=True, text=True, check=False
+    )
     assert compared.returncode == 0, compared.stderr
 
     cells = json.loads((run / "cells.json").read_text())
@@ -143,8 +180,18 @@ def test_one_mix_only(envs: list[WorkloadEnv], tmp_path: Path) -> None:
 
 
 def test_python_gil_1_marks_free_threaded_cells_invalid(envs: list[WorkloadEnv], tmp_path: Path) -> None:
-    done = lab("compare", "--plan", "smoke", "--mix", "template-page", "--results-dir", str(tmp_path),
-               "--run-id", "gil-on", env_extra={"PYTHON_GIL": "1"})  # fmt: skip
+    done = lab(
+        "compare",
+        "--plan",
+        "smoke",
+        "--mix",
+        "template-page",
+        "--results-dir",
+        str(tmp_path),
+        "--run-id",
+        "gil-on",
+        env_extra={"PYTHON_GIL": "1"},
+    )
     assert done.returncode == 6
     assert done.stderr.strip().splitlines()[-1].startswith("error: 6 of 12 cells not ok")
     cells = json.loads((tmp_path / "gil-on" / "cells.json").read_text())["cells"]

@@ -22,12 +22,18 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 INSTALLED_APPS = ["shop"]
 
-# Only middleware that supports both sync and async modes, so the async variants are
-# not adapted by the stack itself (the sync-only middleware toggle comes later).
+# By default only middleware that supports both sync and async modes, so the async
+# variants are not adapted by the stack itself.
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
 ]
+# The toggle the lab sets per cell: add one sync-only middleware that touches the database.
+MIDDLEWARE_STACK = os.environ.get("LAB_MIDDLEWARE", "default")
+if MIDDLEWARE_STACK == "sync-audit":
+    MIDDLEWARE.append("shop.middleware.SyncAuditMiddleware")
+elif MIDDLEWARE_STACK != "default":
+    raise RuntimeError(f"LAB_MIDDLEWARE={MIDDLEWARE_STACK!r}; accepted: default, sync-audit")
 
 TEMPLATES = [
     {
