@@ -32,6 +32,7 @@ from lab.build import EXTERNAL_WARNING, SOURCE_ENV, Interpreter, ensure_built, u
 from lab.errors import LabError, MeasurementFailed, SpecError
 from lab.spec import (
     BUILD_PROFILES,
+    DJANGO_LINES,
     MIDDLEWARES,
     REPO_ROOT,
     available_mixes,
@@ -113,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"run only this mix (repeatable); available: {', '.join(available_mixes())}",
     )
     p.add_argument(
+        "--django",
+        choices=DJANGO_LINES,
+        default=DJANGO_LINES[0],
+        help="Django release line installed on both interpreters: the newest (default: %(default)s) or the 5.2 LTS",
+    )
+    p.add_argument(
         "--middleware",
         action="append",
         default=None,
@@ -189,7 +196,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if final.exists():
         raise SpecError(f"results directory '{final}' already exists; pick another --run-id")
     interps = resolve_interpreters(args)
-    envs = [ensure_env(i) for i in interps]
+    envs = [ensure_env(i, args.django) for i in interps]
     stage = args.results_dir / f".{run_id}.partial"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)

@@ -1,6 +1,7 @@
 """Workload environments: one virtualenv per interpreter, same locked packages in each.
 
-Both environments install ``workloads/requirements.lock`` (exact pins, pure-Python or
+Both environments install the same lock file (``workloads/requirements.lock``, or
+``requirements-django52.lock`` for the LTS line; exact pins, pure-Python or
 free-threading-safe wheels only), so the measured stack is identical on 3.13 and 3.13t.
 Environments are cached by interpreter, lock file and GIL-probe content; an environment
 is built in a temporary directory and renamed into place when complete.
@@ -18,12 +19,11 @@ from pathlib import Path
 from lab.build import Interpreter, cache_root, locked
 from lab.errors import BuildFailed
 from lab.proc import capture, child_env, run_logged, tail
-from lab.spec import REPO_ROOT
+from lab.spec import DJANGO_LOCK_FILES, REPO_ROOT, DjangoLine
 
 log = logging.getLogger("lab.envs")
 
 WORKLOADS_DIR = REPO_ROOT / "workloads"
-LOCK_FILE = WORKLOADS_DIR / "requirements.lock"
 GILPROBE_SOURCE = Path(__file__).with_name("gilprobe.py")
 # Packages whose versions go into every result's metadata.
 TRACKED_PACKAGES = ("django", "asgiref", "gunicorn", "uvicorn", "h11", "pyperf", "httpx", "aiohttp")
@@ -40,29 +40,34 @@ class WorkloadEnv:
         return self.root / "bin" / "python"
 
 
-def env_key(interpreter: Interpreter) -> str:
+def lock_file(django: DjangoLine) -> Path:
+    return WORKLOADS_DIR / DJANGO_LOCK_FILES[django]
+
+
+def env_key(interpreter: Interpreter, lock: Path) -> str:
     digest = hashlib.sha256()
     digest.update(str(interpreter.python.resolve()).encode())
     digest.update((interpreter.cache_key or interpreter.version).encode())
-    digest.update(LOCK_FILE.read_bytes())
+    digest.update(lock.read_bytes())
     digest.update(GILPROBE_SOURCE.read_bytes())
     return digest.hexdigest()[:16]
 
 
-def ensure_env(interpreter: Interpreter) -> WorkloadEnv:
-    root = cache_root() / "envs" / f"{interpreter.spec_name}-{env_key(interpreter)}"
+def ensure_env(interpreter: Interpreter, django: DjangoLine = "6.1") -> WorkloadEnv:
+    lock = lock_file(django)
+    root = cache_root() / "envs" / f"{interpreter.spec_name}-django{django}-{env_key(interpreter, lock)}"
     marker = root / "lab-env.json"
     if marker.is_file():
         log.info("reusing workload environment %s", root)
     else:
         with locked(root.with_name(root.name + ".lock")):
             if not marker.is_file():
-                _create(interpreter, root, marker)
+                _create(interpreter, root, marker, lock)
     packages = json.loads(marker.read_text())["packages"]
     return WorkloadEnv(interpreter=interpreter, root=root, packages=packages)
 
 
-def _create(interpreter: Interpreter, root: Path, marker: Path) -> None:
+def _create(interpreter: Interpreter, root: Path, marker: Path, lock: Path) -> None:
     """Create the venv in place; the marker, written last, is what makes it count as done."""
     log_path = root.with_name(root.name + ".log")
     log_path.unlink(missing_ok=True)
@@ -81,7 +86,7 @@ def _create(interpreter: Interpreter, root: Path, marker: Path) -> None:
             "--disable-pip-version-check",
             "--only-binary=:all:",
             "-r",
-            str(LOCK_FILE),
+            str(lock),
         ],
     ]
     for cmd in steps:

@@ -33,6 +33,10 @@ FREE_THREADING_FLAG = "--disable-gil"
 
 Variant = Literal["sync", "async", "bridged", "sync-on-asgi"]
 VARIANTS: tuple[Variant, ...] = get_args(Variant)
+DjangoLine = Literal["6.1", "5.2"]
+DJANGO_LINES: tuple[DjangoLine, ...] = get_args(DjangoLine)
+# Newest release by default; the 5.2 LTS line is what most teams weighing a migration run.
+DJANGO_LOCK_FILES: dict[DjangoLine, str] = {"6.1": "requirements.lock", "5.2": "requirements-django52.lock"}
 Middleware = Literal["default", "sync-audit"]
 MIDDLEWARES: tuple[Middleware, ...] = get_args(Middleware)
 Tier = Literal["handler", "http"]

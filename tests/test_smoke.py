@@ -198,3 +198,24 @@ def test_python_gil_1_marks_free_threaded_cells_invalid(envs: list[WorkloadEnv],
     ft = [c for c in cells if c["interpreter"] == "cpython-3.13t"]
     assert ft and all(c["status"] == "invalid" and "PYTHON_GIL=1" in c["reason"] for c in ft)
     assert all(c["status"] == "ok" for c in cells if c["interpreter"] == "cpython-3.13")
+
+
+def test_django_lts_line(envs: list[WorkloadEnv], tmp_path: Path) -> None:
+    done = lab(
+        "compare",
+        "--plan",
+        "smoke",
+        "--mix",
+        "template-page",
+        "--django",
+        "5.2",
+        "--results-dir",
+        str(tmp_path),
+        "--run-id",
+        "lts",
+    )
+    assert done.returncode == 0, done.stderr
+    for name in ("cpython-3.13", "cpython-3.13t"):
+        suite = pyperf.BenchmarkSuite.load(str(tmp_path / "lts" / "raw" / f"{name}.json"))
+        versions = {run.get_metadata()["pkg_django"] for bench in suite for run in bench.get_runs()}
+        assert versions == {"5.2.19"}
