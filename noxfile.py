@@ -53,6 +53,13 @@ def compare(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks of the lab's own tools (load generator headroom, wrk cross-check). ``-- --help``."""
+    session.install("-e", ".")
+    session.run("python", "-m", "lab", "bench", *session.posargs)
+
+
+@nox.session
 def report(session: nox.Session) -> None:
     """Re-render tables from existing raw results: ``nox -s report -- results/<run-id>``."""
     session.install("-e", ".")

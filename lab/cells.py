@@ -9,8 +9,20 @@ from lab.gilstate import CellStatus
 from lab.spec import Middleware, MixPoint, Plan, Tier, Variant, load_mix
 
 # Which server interface each variant runs under.
-VARIANT_INTERFACE: dict[Variant, str] = {"sync": "wsgi", "async": "asgi", "bridged": "asgi", "sync-on-asgi": "asgi"}
-VARIANT_VIEW: dict[Variant, str] = {"sync": "sync", "async": "async", "bridged": "bridged", "sync-on-asgi": "sync"}
+VARIANT_INTERFACE: dict[Variant, str] = {
+    "sync": "wsgi",
+    "async": "asgi",
+    "bridged": "asgi",
+    "sync-on-asgi": "asgi",
+    "async-db": "asgi",
+}
+VARIANT_VIEW: dict[Variant, str] = {
+    "sync": "sync",
+    "async": "async",
+    "bridged": "bridged",
+    "sync-on-asgi": "sync",
+    "async-db": "asyncdb",
+}
 # Seconds a server needs to start and stop, for the duration estimate.
 SERVER_OVERHEAD_S = 3.0
 
@@ -97,12 +109,13 @@ def cells_of(plan: Plan, only_mixes: tuple[str, ...] | None = None) -> list[Cell
 
 def estimate_seconds(plan: Plan, cells: list[Cell], interpreters: int) -> float:
     """Rough wall time, printed before the run starts."""
-    total = 0.0
+    # pyperf: calibration plus (warmups + values) x min_time per worker, ~1 s start-up each.
+    per_proc = 1.0 + (plan.handler_warmups + plan.handler_values + 2) * plan.handler_min_time
+    pyperf_seconds = plan.handler_processes * per_proc + 2.0
+    total = interpreters * pyperf_seconds * 4 * len(plan.crossing_concurrency)  # four crossing kinds
     for cell in cells:
         if cell.tier == "handler":
-            # pyperf: calibration plus (warmups + values) x min_time per worker, ~1 s start-up each.
-            per_proc = 1.0 + (plan.handler_warmups + plan.handler_values + 2) * plan.handler_min_time
-            total += interpreters * (plan.handler_processes * per_proc + 2.0)
+            total += interpreters * pyperf_seconds
         else:
             total += interpreters * plan.repeats * (plan.http_warmup + plan.http_duration + 0.3)
     # One server start/stop per interpreter, interface, middleware stack and repeat.

@@ -29,12 +29,14 @@ from lab import __version__
 if TYPE_CHECKING:
     import pandas as pd
 from lab.build import EXTERNAL_WARNING, SOURCE_ENV, Interpreter, ensure_built, use_external
+from lab.database import parse_database
 from lab.errors import LabError, MeasurementFailed, SpecError
 from lab.spec import (
     BUILD_PROFILES,
     DJANGO_LINES,
     MIDDLEWARES,
     REPO_ROOT,
+    VARIANTS,
     available_mixes,
     available_plans,
     load_interpreter,
@@ -114,6 +116,27 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"run only this mix (repeatable); available: {', '.join(available_mixes())}",
     )
     p.add_argument(
+        "--database",
+        default="sqlite",
+        metavar="DB",
+        help="sqlite (embedded, default), postgres-local (a throwaway PostgreSQL started for the run; needs "
+        "Debian's postgresql package) or postgres://USER@127.0.0.1:PORT/DB",
+    )
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=None,
+        choices=VARIANTS,
+        help="variant(s) to measure, overriding the plan's (async-db needs PostgreSQL)",
+    )
+    p.add_argument(
+        "--server-cpus",
+        default=None,
+        metavar="LIST",
+        help="pin the server to these CPUs (e.g. 0 or 0,1) and the load generator and upstream to the rest; "
+        "default: the plan's (quick: shared, since 2 cores cannot be split fairly)",
+    )
+    p.add_argument(
         "--django",
         choices=DJANGO_LINES,
         default=DJANGO_LINES[0],
@@ -127,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="middleware stack(s) to measure, overriding the plan's: default (async-capable only) "
         "and/or sync-audit (adds a sync-only middleware that reads the database)",
     )
+
+    p = sub.add_parser(
+        "bench",
+        help="load generator headroom against a trivial responder (and wrk, where installed)",
+        description="Measure the lab's load generator: its maximum rate and CPU cost per request against a "
+        "trivial responder, cross-checked with wrk where it is installed.",
+    )
+    p.add_argument("--connections", type=int, nargs="+", default=[1, 8, 32], help="connection counts")
+    p.add_argument("--duration", type=float, default=3.0, help="seconds per measurement (max 60)")
 
     p = sub.add_parser("report", help="re-render tables from existing raw results")
     p.add_argument("runs", nargs="+", type=Path, help="run directories under results/")
@@ -176,6 +208,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from lab.serve import check_port_free
 
     plan = load_plan(args.plan)
+    database = parse_database(args.database)
+    if args.server_cpus is not None:
+        try:
+            cpus = tuple(int(c) for c in args.server_cpus.split(",") if c.strip())
+        except ValueError:
+            raise SpecError(f"--server-cpus {args.server_cpus!r} must be CPU numbers like 0 or 0,1") from None
+        plan = dataclasses.replace(plan, server_cpus=cpus)
+    if args.variant:
+        plan = dataclasses.replace(plan, variants=tuple(dict.fromkeys(args.variant)))
     if args.middleware:
         plan = dataclasses.replace(plan, middleware=tuple(dict.fromkeys(args.middleware)))
     only_mixes = None
@@ -204,7 +245,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     console.print(f"plan [bold]{plan.name}[/]: {plan.description}; estimated {estimate / 60:.1f} min")
     started = time.monotonic()
     try:
-        runner = Runner(plan, envs, stage, port=args.port, only_mixes=only_mixes)
+        runner = Runner(plan, envs, stage, port=args.port, database=database, django=args.django, only_mixes=only_mixes)
         try:
             with progress_reporter(runner.total_steps(), quiet=args.quiet) as runner.on_progress:
                 records = runner.run()
@@ -219,7 +260,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     table, _text = render(final)
     _print_summary(table)
     console.print(f"wrote {final} in {(time.monotonic() - started) / 60:.1f} min (estimate {estimate / 60:.1f} min)")
-    bad = [r for r in records if r.status != "ok"]
+    skipped = [r for r in records if r.status == "skipped"]
+    if skipped:
+        reasons = sorted({r.reason for r in skipped})
+        console.print(f"{len(skipped)} cells skipped: {'; '.join(reasons)}")
+    bad = [r for r in records if r.status in ("failed", "invalid")]
     if bad:
         detail = "; ".join(f"{r.bench_name} on {r.interpreter}: {r.status} ({r.reason})" for r in bad[:3])
         raise MeasurementFailed(f"{len(bad)} of {len(records)} cells not ok: {detail}")
@@ -231,6 +276,19 @@ def progress_reporter(total: int, *, quiet: bool) -> Iterator[Callable[[str], No
     """Yield a callback that advances a rich progress bar (cells done/total, ETA)."""
     if quiet:
         yield lambda _message: None
+        return
+    if not console.is_terminal:
+        # Logs (CI, nohup): one line per step with an ETA instead of a redrawn bar.
+        started_at = time.monotonic()
+        done = [0]
+
+        def log_line(message: str) -> None:
+            elapsed = time.monotonic() - started_at
+            eta = f", ~{elapsed / done[0] * (total - done[0]) / 60:.1f} min left" if done[0] else ""
+            console.print(f"[{done[0] + 1}/{total}] {message}{eta}", highlight=False)
+            done[0] += 1
+
+        yield log_line
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -289,6 +347,33 @@ def _print_summary(table: pd.DataFrame) -> None:
     table_console.print(out)
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from lab.bench import headroom
+
+    if not 0 < args.duration <= 60:
+        raise SpecError(f"--duration {args.duration:g} is out of range; accepted: (0, 60] seconds")
+    if any(not 1 <= c <= 1024 for c in args.connections):
+        raise SpecError(f"--connections {args.connections} out of range; accepted: 1..1024")
+    with tempfile.TemporaryDirectory(prefix="lab-bench-") as work:
+        rows = headroom(tuple(args.connections), args.duration, Path(work))
+    out = Table(title=f"load generator headroom against a trivial responder ({os.cpu_count()} CPUs, shared)")
+    for col in ("tool", "connections", "req/s", "client CPU µs/req", "responder CPU µs/req", "p50 ms"):
+        out.add_column(col, justify="left" if col == "tool" else "right")
+    for r in rows:
+        out.add_row(
+            r.tool,
+            str(r.connections),
+            f"{r.rate_rps:,.0f}",
+            f"{r.client_cpu_us_per_req:.1f}",
+            f"{r.responder_cpu_us_per_req:.1f}",
+            f"{r.p50_ms:.3f}",
+        )
+    table_console.print(out)
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from lab.report import render
 
@@ -306,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(message)s",
         handlers=[RichHandler(console=console, show_path=False, show_time=False)],
     )
-    commands = {"interpreters": cmd_interpreters, "compare": cmd_compare, "report": cmd_report}
+    commands = {"interpreters": cmd_interpreters, "compare": cmd_compare, "report": cmd_report, "bench": cmd_bench}
     try:
         return commands[args.command](args)
     except KeyboardInterrupt:

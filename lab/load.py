@@ -48,7 +48,7 @@ class LoadParams:
 
 
 def check_params(p: LoadParams) -> tuple[str, int, str]:
-    """Validate and return (host, port, path); load only ever goes to loopback."""
+    """Validate and return (host, port, request target with query); load only ever goes to loopback."""
     parts = urlsplit(p.url)
     if parts.scheme != "http" or not parts.hostname or not parts.port:
         raise LoadError(f"url {p.url!r} must be http://<loopback-ip>:<port>/<path>")
@@ -66,7 +66,8 @@ def check_params(p: LoadParams) -> tuple[str, int, str]:
         raise LoadError(f"warmup must be in [0, {MAX_DURATION_S:g}] seconds, got {p.warmup}")
     if not 1 <= p.max_requests <= MAX_REQUESTS:
         raise LoadError(f"max_requests must be 1..{MAX_REQUESTS}, got {p.max_requests}")
-    return parts.hostname, parts.port, parts.path or "/"
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.hostname, parts.port, target
 
 
 async def _read_response(reader: asyncio.StreamReader) -> int:
@@ -141,7 +142,12 @@ async def run_load(p: LoadParams) -> dict[str, Any]:
                 counts["warmup"] += 1
                 continue
             hist.record_value(max(HIST_MIN_US, min(HIST_MAX_US, round((t1 - t0) * 1e6))))
-            counts["ok" if 200 <= status < 300 else "non_2xx"] += 1
+            if 200 <= status < 300:
+                counts["ok"] += 1
+            else:
+                counts["non_2xx"] += 1
+                if len(error_samples) < 5:
+                    error_samples.append(f"HTTP {status}")
         if writer is not None:
             writer.close()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -24,11 +25,12 @@ from typing import Any
 import pyperf
 
 from lab import FORMAT_VERSION
-from lab.cells import Cell, CellRecord, cells_of
+from lab.cells import VARIANT_INTERFACE, Cell, CellRecord, cells_of
+from lab.database import DatabaseChoice, local_postgres
 from lab.envs import WORKLOADS_DIR, WorkloadEnv
-from lab.errors import LabError
+from lab.errors import LabError, SpecError
 from lab.gilstate import GilVerdict, read_reports, verdict
-from lab.proc import ManagedProcess, child_env, managed, run_logged, tail
+from lab.proc import ManagedProcess, child_env, managed, pinned_to, run_logged, tail
 from lab.provenance import interpreter_metadata, machine_metadata
 from lab.resources import ResourceUsage, TreeSampler
 from lab.serve import HOST, free_port, responds_tcp, running_server, server_for
@@ -39,6 +41,8 @@ log = logging.getLogger("lab.measure")
 # A cell whose error rate exceeds this is failed, not merely slow.
 MAX_ERROR_RATE = 0.01
 LAB_ROOT = Path(__file__).resolve().parent.parent
+# The kinds workloads/bench_crossings.py measures.
+CROSSING_KINDS = ("sync_to_async", "sync_to_async-ts-off", "async_to_sync", "executor")
 # aiohttp and its helpers ship C speedups for 3.13 but run pure Python on 3.13t; turning
 # them off on both keeps the measured stack identical (recorded as lab_c_speedups).
 SAME_STACK_ENV = {
@@ -53,6 +57,27 @@ SAME_STACK_ENV = {
 }
 
 
+def cpu_layout(server_cpus: tuple[int, ...]) -> tuple[frozenset[int] | None, frozenset[int] | None]:
+    """(server CPUs, load generator + upstream CPUs); None means "all, shared"."""
+    if not server_cpus:
+        return None, None
+    available = frozenset(os.sched_getaffinity(0))
+    chosen = frozenset(server_cpus)
+    if not chosen <= available:
+        raise SpecError(f"server CPUs {sorted(chosen)} are not all available; this process may use {sorted(available)}")
+    rest = available - chosen
+    return chosen, (rest or None)
+
+
+def layout_label(server: frozenset[int] | None, helpers: frozenset[int] | None) -> str:
+    def cpus(s: frozenset[int] | None) -> str:
+        return ",".join(map(str, sorted(s if s is not None else os.sched_getaffinity(0))))
+
+    if server is None or helpers is None:
+        return f"shared: server, load generator and upstream on CPUs {cpus(server)}"
+    return f"server on CPUs {cpus(server)}; load generator and upstream on CPUs {cpus(helpers)}"
+
+
 class Runner:
     """Runs the cells of a plan; one instance per run directory."""
 
@@ -63,9 +88,14 @@ class Runner:
         stage_dir: Path,
         *,
         port: int | None,
+        database: DatabaseChoice,
+        django: str = "6.1",
         only_mixes: tuple[str, ...] | None = None,
     ) -> None:
         self.plan = plan
+        self.database = database
+        self.django = django
+        self.database_url = database.url
         self.envs = envs
         self.stage = stage_dir
         self.port = port
@@ -75,23 +105,30 @@ class Runner:
         self.records: list[CellRecord] = []
         self.benchmarks: dict[str, list[pyperf.Benchmark]] = {e.interpreter.spec_name: [] for e in envs}
         self.machine = machine_metadata()
+        self.server_cpus, self.helper_cpus = cpu_layout(plan.server_cpus)
         self.upstream: ManagedProcess | None = None
         self.upstream_url = ""
         # (interpreter, point label, middleware) -> variant -> probe result (status, digest, crossings)
         self.probes: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
         self._http_runs: dict[tuple[str, str], list[pyperf.Run]] = {}
+        self.variants: tuple[str, ...] = plan.variants
+        self.crossing_benchmarks: dict[str, list[pyperf.Benchmark]] = {}
 
     # -- helpers ---------------------------------------------------------------
 
-    def _env_vars(self, env: WorkloadEnv, gil_dir: Path, middleware: str = "default") -> dict[str, str]:
+    def _env_vars(
+        self, env: WorkloadEnv, gil_dir: Path, middleware: str = "default", interface: str = ""
+    ) -> dict[str, str]:
         return {
             "LAB_MIDDLEWARE": middleware,
+            "LAB_INTERFACE": interface,
             "DJANGO_SETTINGS_MODULE": "labsite.settings",
             "LAB_DATA_DIR": str(self.work / env.interpreter.spec_name / "data"),
             "LAB_GIL_REPORT_DIR": str(gil_dir),
             "LAB_UPSTREAM_URL": self.upstream_url,
             "PYTHONPATH": str(WORKLOADS_DIR),
             **SAME_STACK_ENV,
+            **({"LAB_DATABASE_URL": self.database_url, "PSYCOPG_IMPL": "python"} if self.database_url else {}),
         }
 
     def _gil_dir(self, name: str) -> Path:
@@ -103,8 +140,12 @@ class Runner:
         return verdict(read_reports(gil_dir), free_threaded=env.interpreter.role == "ft")
 
     def total_steps(self) -> int:
-        per_cell = [len(self.envs) * (1 if c.tier == "handler" else self.plan.repeats) for c in self.cells]
-        return sum(per_cell)
+        """Progress steps: one per probe, handler cell and HTTP cell repeat, per interpreter."""
+        cells = [c for c in self.cells if not self.skip_reason(c)]
+        probes = len({self._probe_key(self.envs[0], c) for c in cells})
+        per_cell = [1 if c.tier == "handler" else self.plan.repeats for c in cells]
+        crossings = len(CROSSING_KINDS) * len(self.plan.crossing_concurrency)
+        return len(self.envs) * (probes + sum(per_cell) + crossings)
 
     def _common_metadata(self, env: WorkloadEnv, cell: Cell) -> dict[str, Any]:
         probe = self.probes.get(self._probe_key(env, cell), {}).get(cell.variant, {})
@@ -116,8 +157,11 @@ class Runner:
             "lab_point": cell.point.label,
             "lab_endpoint": cell.point.endpoint,
             "lab_query": cell.point.query or "-",
+            "lab_nominal_wait_ms": cell.point.nominal_wait_ms,
             "lab_variant": cell.variant,
             "lab_middleware": cell.middleware,
+            "lab_database": self.database.label,
+            "lab_cpu_layout": layout_label(self.server_cpus, self.helper_cpus),
             "lab_concurrency": cell.concurrency,
             "lab_format_version": FORMAT_VERSION,
             "lab_c_speedups": "aiohttp, multidict, yarl, propcache, frozenlist: off",
@@ -156,6 +200,7 @@ class Runner:
             log_path=self.work / "logs" / "upstream.log",
             env=child_env({"PYTHONPATH": str(LAB_ROOT)}),
             stop_signal=signal.SIGINT,
+            cpus=self.helper_cpus,
         ) as upstream:
             upstream.wait_ready(lambda: responds_tcp(port), timeout=30)
             self.upstream, self.upstream_url = upstream, f"http://{HOST}:{port}"
@@ -176,6 +221,25 @@ class Runner:
             if code != 0:
                 raise LabError(f"seeding the database for {name} failed: {tail(log_path, 5)}")
 
+    def skip_reason(self, cell: Cell) -> str:
+        """Why a cell cannot run in this configuration at all ('' if it can)."""
+        if cell.variant == "async-db":
+            if self.database.kind != "postgres":
+                return "async-db needs PostgreSQL (--database postgres-local or a postgres:// URL); SQLite has no async driver"
+            if self.django != "6.1":
+                return f"django-async-backend is released for Django 6.1 only, not {self.django}"
+        return ""
+
+    @contextlib.contextmanager
+    def database_running(self) -> Iterator[None]:
+        """A throwaway PostgreSQL for the run when --database postgres-local."""
+        if not self.database.managed:
+            yield
+            return
+        with local_postgres(self.work, free_port()) as url:
+            self.database_url = url
+            yield
+
     @staticmethod
     def _probe_key(env: WorkloadEnv, cell: Cell) -> tuple[str, str, str]:
         return env.interpreter.spec_name, cell.point.label, cell.middleware
@@ -184,19 +248,34 @@ class Runner:
         """Render the point in every variant in-process with crossing counting on.
 
         Checks that all variants return the same body and records crossings per request;
-        measurement servers then run with counting off.
+        measurement servers then run with counting off. WSGI and ASGI variants are probed
+        in separate processes, each configured as its server would be (``LAB_INTERFACE``).
         """
-        gil_dir = self._gil_dir(f"probe-{env.interpreter.spec_name}")
-        vars_ = {**self._env_vars(env, gil_dir, middleware), "LAB_CROSSINGS": "1"}
-        cmd = [str(env.python), "-m", "labsite.inprocess", "--endpoint", point.endpoint, "--query", point.query]
-        done = subprocess.run(
-            cmd, cwd=WORKLOADS_DIR, env=child_env(vars_), capture_output=True, text=True, timeout=300, check=False
-        )
-        if done.returncode != 0:
-            raise LabError(
-                f"probe of {point.label} on {env.interpreter.spec_name} failed: {done.stderr.strip()[-300:]}"
+        result: dict[str, dict[str, Any]] = {}
+        for interface in ("wsgi", "asgi"):
+            variants = [v for v in self.variants if VARIANT_INTERFACE[v] == interface]  # type: ignore[index]
+            if not variants:
+                continue
+            gil_dir = self._gil_dir(f"probe-{env.interpreter.spec_name}")
+            vars_ = {**self._env_vars(env, gil_dir, middleware, interface), "LAB_CROSSINGS": "1"}
+            cmd = [
+                str(env.python),
+                "-m",
+                "labsite.inprocess",
+                "--endpoint",
+                point.endpoint,
+                "--query",
+                point.query,
+                "--variants",
+                ",".join(variants),
+            ]
+            done = subprocess.run(
+                cmd, cwd=WORKLOADS_DIR, env=child_env(vars_), capture_output=True, text=True, timeout=300, check=False
             )
-        result: dict[str, dict[str, Any]] = json.loads(done.stdout)
+            if done.returncode != 0:
+                where = f"{point.label} on {env.interpreter.spec_name}"
+                raise LabError(f"probe of {where} failed: {done.stderr.strip()[-300:]}")
+            result.update(json.loads(done.stdout))
         for info in result.values():
             counts = dict(part.split("=") for part in info["crossings"].split(";") if "=" in part)
             info["sync_to_async"] = int(counts.get("sync_to_async", -1))
@@ -206,6 +285,8 @@ class Runner:
     def probe_problem(self, env: WorkloadEnv, cell: Cell) -> str:
         """Why this cell cannot be measured on this interpreter ('' if it can)."""
         probe = self.probes.get(self._probe_key(env, cell), {})
+        if cell.variant not in probe:
+            return f"no probe result for variant {cell.variant}"
         bad_status = {v: p["status"] for v, p in probe.items() if p["status"] != 200}
         if bad_status:
             return f"non-200 responses in the probe: {bad_status}"
@@ -215,17 +296,47 @@ class Runner:
 
     # -- handler tier ------------------------------------------------------------
 
+    def run_pyperf(
+        self, env: WorkloadEnv, script: str, args: list[str], tag: str, vars_: dict[str, str]
+    ) -> tuple[Path | None, str, float]:
+        """Run a pyperf script in the interpreter's environment: (output or None, error, seconds)."""
+        out = self.work / "pyperf" / f"{tag}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.unlink(missing_ok=True)
+        plan = self.plan
+        cmd = [
+            str(env.python),
+            str(WORKLOADS_DIR / script),
+            *args,
+            "--processes",
+            str(plan.handler_processes),
+            "--values",
+            str(plan.handler_values),
+            "--warmups",
+            str(plan.handler_warmups),
+            "--min-time",
+            str(plan.handler_min_time),
+            # pyperf workers get only a few variables; pass what the workload needs explicitly.
+            "--inherit-environ",
+            ",".join(sorted(vars_)),
+            "--quiet",
+            "--output",
+            str(out),
+        ]
+        log_path = self.work / "logs" / f"{tag}.log"
+        started = time.monotonic()
+        code = run_logged(cmd, log_path=log_path, env=child_env(vars_), cwd=WORKLOADS_DIR, timeout=1800)
+        seconds = round(time.monotonic() - started, 2)
+        if code != 0 or not out.is_file():
+            return None, f"pyperf exited {code}: {tail(log_path, 3)}", seconds
+        return out, "", seconds
+
     def run_handler(self, cell: Cell, env: WorkloadEnv) -> CellRecord:
         name = env.interpreter.spec_name
         tag = f"{name}-{cell.bench_name.replace('/', '-')}"
         gil_dir = self._gil_dir(tag)
-        out = self.work / "pyperf" / f"{tag}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.unlink(missing_ok=True)
         vars_ = self._env_vars(env, gil_dir, cell.middleware)
-        cmd = [
-            str(env.python),
-            str(WORKLOADS_DIR / "bench_handler.py"),
+        args = [
             "--variant",
             cell.variant,
             "--endpoint",
@@ -236,28 +347,11 @@ class Runner:
             str(cell.concurrency),
             "--bench-name",
             cell.bench_name,
-            "--processes",
-            str(self.plan.handler_processes),
-            "--values",
-            str(self.plan.handler_values),
-            "--warmups",
-            str(self.plan.handler_warmups),
-            "--min-time",
-            str(self.plan.handler_min_time),
-            # pyperf workers get only a few variables; pass what the workload needs explicitly.
-            "--inherit-environ",
-            ",".join(sorted(vars_)),
-            "--quiet",
-            "--output",
-            str(out),
         ]
-        log_path = self.work / "logs" / f"{tag}.log"
         record = CellRecord.of(cell, name, repeat=0)
-        started = time.monotonic()
-        code = run_logged(cmd, log_path=log_path, env=child_env(vars_), cwd=WORKLOADS_DIR, timeout=1800)
-        record.wall_s = round(time.monotonic() - started, 2)
-        if code != 0 or not out.is_file():
-            record.status, record.reason = "failed", f"pyperf exited {code}: {tail(log_path, 3)}"
+        out, error, record.wall_s = self.run_pyperf(env, "bench_handler.py", args, tag, vars_)
+        if out is None:
+            record.status, record.reason = "failed", error
             return record
         judged = self._judge(env, gil_dir)
         record.gil = judged.metadata()
@@ -273,6 +367,48 @@ class Runner:
         self.benchmarks[name].append(bench)
         if judged.status != "ok":
             record.status, record.reason = judged.status, judged.reason
+        return record
+
+    # -- crossing microbenchmarks --------------------------------------------------
+
+    def run_crossings(self, env: WorkloadEnv, kind: str, concurrency: int) -> CellRecord:
+        name = env.interpreter.spec_name
+        bench_name = f"crossing/{kind}/c{concurrency}"
+        tag = f"{name}-{bench_name.replace('/', '-')}"
+        gil_dir = self._gil_dir(tag)
+        record = CellRecord(
+            interpreter=name,
+            tier="crossing",
+            mix="-",
+            point=kind,
+            variant="-",
+            concurrency=concurrency,
+            repeat=0,
+            status="ok",
+            bench_name=bench_name,
+        )
+        args = ["--kind", kind, "--concurrency", str(concurrency), "--bench-name", bench_name]
+        out, error, record.wall_s = self.run_pyperf(env, "bench_crossings.py", args, tag, self._env_vars(env, gil_dir))
+        if out is None:
+            record.status, record.reason = "failed", error
+            return record
+        judged = self._judge(env, gil_dir)
+        record.gil = judged.metadata()
+        record.status, record.reason = judged.status, judged.reason
+        bench = pyperf.Benchmark.load(str(out))
+        bench.update_metadata(
+            {
+                **interpreter_metadata(env),
+                **judged.metadata(),
+                "lab_tier": "crossing",
+                "lab_crossing_kind": kind,
+                "lab_concurrency": concurrency,
+                "lab_status": judged.status,
+                "lab_reason": judged.reason or "-",
+                "lab_format_version": FORMAT_VERSION,
+            }
+        )
+        self.crossing_benchmarks.setdefault(name, []).append(bench)
         return record
 
     # -- HTTP tier ---------------------------------------------------------------
@@ -308,6 +444,7 @@ class Runner:
                 timeout=limit,
                 check=False,
                 env=child_env({"PYTHONPATH": str(LAB_ROOT)}),
+                preexec_fn=pinned_to(self.helper_cpus),
             )
         finally:
             usage = sampler.stop()
@@ -327,7 +464,7 @@ class Runner:
         tag = f"{name}-{interface}-{middleware}-r{repeat}"
         gil_dir = self._gil_dir(tag)
         config = server_for(interface, self.plan.server_threads)
-        server_env = self._env_vars(env, gil_dir, middleware)
+        server_env = self._env_vars(env, gil_dir, middleware, interface)
         pending: list[tuple[Cell, CellRecord, dict[str, Any] | None]] = []
         try:
             with running_server(
@@ -336,6 +473,7 @@ class Runner:
                 port=self.port,
                 extra_env=server_env,
                 log_path=self.work / "logs" / f"{tag}-server.log",
+                cpus=self.server_cpus,
             ) as (server, port):
                 for cell in cells:
                     self.on_progress(f"{cell.bench_name} on {name} (repeat {repeat + 1}/{self.plan.repeats})")
@@ -444,14 +582,25 @@ class Runner:
     # -- the whole plan ----------------------------------------------------------
 
     def run(self) -> list[CellRecord]:
-        self.seed()
-        with self.upstream_running():
-            to_probe = {self._probe_key(self.envs[0], c)[1:]: c for c in self.cells}
+        runnable: list[Cell] = []
+        for cell in self.cells:
+            reason = self.skip_reason(cell)
+            if not reason:
+                runnable.append(cell)
+                continue
+            for env in self.envs:
+                record = CellRecord.of(cell, env.interpreter.spec_name, 0)
+                record.status, record.reason = "skipped", reason
+                self.records.append(record)
+        self.variants = tuple(dict.fromkeys(c.variant for c in runnable))
+        with self.database_running(), self.upstream_running():
+            self.seed()
+            to_probe = {self._probe_key(self.envs[0], c)[1:]: c for c in runnable}
             for env in self.envs:
                 for cell in to_probe.values():
                     self.on_progress(f"probing {cell.point.label} ({cell.middleware}) on {env.interpreter.spec_name}")
                     self.probes[self._probe_key(env, cell)] = self.probe(env, cell.point, cell.middleware)
-            for index, cell in enumerate(c for c in self.cells if c.tier == "handler"):
+            for index, cell in enumerate(c for c in runnable if c.tier == "handler"):
                 # Alternate which interpreter goes first so slow drift does not favour one side.
                 for env in self.envs if index % 2 == 0 else list(reversed(self.envs)):
                     self.on_progress(f"{cell.bench_name} on {env.interpreter.spec_name}")
@@ -462,7 +611,13 @@ class Runner:
                         self._keep(record)
                     else:
                         self._keep(self.run_handler(cell, env))
-            http = [c for c in self.cells if c.tier == "http"]
+            for index, (kind, concurrency) in enumerate(
+                (k, c) for k in CROSSING_KINDS for c in self.plan.crossing_concurrency
+            ):
+                for env in self.envs if index % 2 == 0 else list(reversed(self.envs)):
+                    self.on_progress(f"crossing/{kind}/c{concurrency} on {env.interpreter.spec_name}")
+                    self._keep(self.run_crossings(env, kind, concurrency))
+            http = [c for c in runnable if c.tier == "http"]
             # Repeats outermost and interpreters inside: A B A B, never A A B B.
             for repeat in range(self.plan.repeats):
                 for env in self.envs:
@@ -485,6 +640,11 @@ class Runner:
                 tmp = raw / f".{name}.json.tmp"
                 pyperf.BenchmarkSuite(benches).dump(str(tmp), replace=True)
                 tmp.rename(raw / f"{name}.json")
+            if self.crossing_benchmarks.get(name):
+                (raw / "crossings").mkdir(exist_ok=True)
+                tmp = raw / "crossings" / f".{name}.json.tmp"
+                pyperf.BenchmarkSuite(self.crossing_benchmarks[name]).dump(str(tmp), replace=True)
+                tmp.rename(raw / "crossings" / f"{name}.json")
         cells_doc = {
             "format_version": FORMAT_VERSION,
             "plan": asdict(self.plan),

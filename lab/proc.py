@@ -35,6 +35,14 @@ def child_env(extra: Mapping[str, str] | None = None, *, base: Mapping[str, str]
     return env
 
 
+def pinned_to(cpus: frozenset[int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that pins the child (and everything it forks) to ``cpus``."""
+    if not cpus:
+        return None
+    chosen = set(cpus)
+    return lambda: os.sched_setaffinity(0, chosen)
+
+
 def tail(path: Path, lines: int = 20) -> str:
     try:
         text = path.read_text(errors="replace")
@@ -158,6 +166,7 @@ def managed(
     cwd: Path | None = None,
     stdout: int | None = None,
     stop_signal: int = signal.SIGTERM,
+    cpus: frozenset[int] | None = None,
 ) -> Iterator[ManagedProcess]:
     """Start ``cmd`` in a new session; stop and reap its whole group on leaving, whatever happens."""
     log.debug("starting %s: %s", name, shlex.join(cmd))
@@ -172,6 +181,7 @@ def managed(
             env=dict(env),
             cwd=cwd,
             start_new_session=True,
+            preexec_fn=pinned_to(cpus),
         )
     managed_proc = ManagedProcess(proc, log_path, name, stop_signal)
     try:

@@ -7,80 +7,26 @@ Writes ``report.md`` and ``tables/summary.csv`` beside the raw data.
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyperf
 
-from lab import FORMAT_VERSION
+from lab import FORMAT_VERSION, plots
+from lab.decide import DEFAULT_SLO_MS, break_even, decision_map, sweep_ratios
 from lab.errors import LabError
+from lab.stats import mean_ci, ratio_ci
 
-# Two-sided 95% Student-t critical values by degrees of freedom (1..30); 1.96 beyond.
-_T95 = [
-    12.706,
-    4.303,
-    3.182,
-    2.776,
-    2.571,
-    2.447,
-    2.365,
-    2.306,
-    2.262,
-    2.228,
-    2.201,
-    2.179,
-    2.160,
-    2.145,
-    2.131,
-    2.120,
-    2.110,
-    2.101,
-    2.093,
-    2.086,
-    2.080,
-    2.074,
-    2.069,
-    2.064,
-    2.060,
-    2.056,
-    2.052,
-    2.048,
-    2.045,
-    2.042,
-]
-BOOTSTRAP_SAMPLES = 2000
-BOOTSTRAP_SEED = 20261130
-
-
-def t95(df: int) -> float:
-    return _T95[df - 1] if 1 <= df <= len(_T95) else 1.96
-
-
-def mean_ci(values: list[float]) -> tuple[float, float]:
-    """Mean and half-width of its 95% confidence interval (nan with one value)."""
-    mean = statistics.fmean(values)
-    if len(values) < 2:
-        return mean, math.nan
-    return mean, t95(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
-
-
-def ratio_ci(num: list[float], den: list[float]) -> tuple[float, float, float]:
-    """Ratio of means with a percentile-bootstrap 95% interval (deterministic seed)."""
-    ratio = statistics.fmean(num) / statistics.fmean(den)
-    if len(num) < 2 or len(den) < 2:
-        return ratio, math.nan, math.nan
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    a, b = np.asarray(num), np.asarray(den)
-    ra = rng.choice(a, size=(BOOTSTRAP_SAMPLES, a.size)).mean(axis=1)
-    rb = rng.choice(b, size=(BOOTSTRAP_SAMPLES, b.size)).mean(axis=1)
-    low, high = np.percentile(ra / rb, [2.5, 97.5])
-    return ratio, float(low), float(high)
+# The load generator should cost at most this fraction of the server's CPU.
+LOAD_SHARE_TARGET = 0.10
 
 
 @dataclass(frozen=True)
@@ -116,6 +62,8 @@ def load_run(run_dir: Path) -> RunData:
                             "point": md.get("lab_point", md.get("lab_workload", "?")),
                             "crossings": int(md.get("crossings_total", md.get("crossings_sync_to_async", -1))),
                             "middleware": md.get("lab_middleware", "default"),
+                            "nominal_wait_ms": float(md.get("lab_nominal_wait_ms", math.nan)),
+                            "p50_ms": float(md["latency_p50_ms"]) if "latency_p50_ms" in md else math.nan,
                             "variant": md["lab_variant"],
                             "concurrency": int(md["lab_concurrency"]),
                             "status": md.get("lab_status", "ok"),
@@ -131,6 +79,37 @@ def load_run(run_dir: Path) -> RunData:
                         }
                     )
     return RunData(run_dir=run_dir, cells=cells, values=pd.DataFrame(rows))
+
+
+def crossing_table(run_dir: Path) -> pd.DataFrame:
+    """µs per crossing by kind, concurrency and interpreter (mean ± 95% CI over pyperf values)."""
+    rows: list[dict[str, Any]] = []
+    for path in sorted((run_dir / "raw" / "crossings").glob("*.json")):
+        for bench in pyperf.BenchmarkSuite.load(str(path)):
+            md = bench.get_metadata()
+            values = [v * 1e6 for v in bench.get_values()]
+            mean, ci = mean_ci(values)
+            rows.append(
+                {
+                    "kind": md["lab_crossing_kind"],
+                    "concurrency": int(md["lab_concurrency"]),
+                    "interpreter": md["lab_interpreter"],
+                    "role": md["lab_role"],
+                    "us": mean,
+                    "ci": ci,
+                    "n": len(values),
+                    "status": md.get("lab_status", "ok"),
+                }
+            )
+    if not rows:
+        return pd.DataFrame()
+    df = pd.DataFrame(rows)
+    wide = df.pivot_table(index=["kind", "concurrency"], columns="role", values=["us", "ci"], aggfunc="first")
+    wide.columns = [f"{column[1]}_{column[0]}" for column in wide.columns]  # ("us", "ft") -> "ft_us"
+    wide = wide.reset_index()
+    if {"gil_us", "ft_us"} <= set(wide.columns):
+        wide["ft_over_gil"] = wide["ft_us"] / wide["gil_us"]
+    return wide
 
 
 def _server_label(md: dict[str, Any]) -> str:
@@ -201,11 +180,84 @@ def summary_table(data: RunData) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def mix_table(data: RunData) -> pd.DataFrame:
+    """Per mix point: nominal upstream wait and the I/O fraction it makes of a sync request.
+
+    I/O fraction = nominal wait / median latency of the ``sync`` variant at the lowest
+    HTTP concurrency measured (1 in plans that include it), per interpreter.
+    """
+    df = data.values
+    if df.empty:
+        return pd.DataFrame()
+    http = df[(df["tier"] == "http") & (df["variant"] == "sync") & (df["middleware"] == "default")]
+    rows: list[dict[str, Any]] = []
+    for point, group in http.groupby("point", sort=True):
+        lowest = group["concurrency"].min()
+        at_lowest = group[group["concurrency"] == lowest]
+        row: dict[str, Any] = {
+            "point": point,
+            "nominal_wait_ms": at_lowest["nominal_wait_ms"].iloc[0],
+            "concurrency": int(lowest),
+        }
+        for role, g in at_lowest.groupby("role"):
+            p50 = g["p50_ms"].mean()
+            row[f"{role}_sync_p50_ms"] = p50
+            row[f"{role}_io_fraction"] = row["nominal_wait_ms"] / p50 if p50 else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def _fmt(value: float, digits: int = 0) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
 
 
-def markdown(data: RunData, table: pd.DataFrame) -> str:
+def decision_lines(data: RunData, slo_ms: float) -> list[str]:
+    decisions = decision_map(data.values, slo_ms)
+    lines: list[str] = []
+    if not decisions.empty:
+        lines += [
+            "",
+            f"## Decision map (p95 SLO {slo_ms:g} ms, default middleware)",
+            "",
+            "Per mix and interpreter: the variant with the highest throughput among those meeting the SLO, each at "
+            "its best measured concurrency, with its margin over the runner-up (bootstrap 95% interval). A winner is "
+            "called only when the interval excludes 1.",
+            "",
+            "| mix | 3.13 | 3.13t |",
+            "|---|---|---|",
+        ]
+        for point, g in decisions.groupby("point", sort=True):
+            by_role = {r["role"]: r["verdict"] for r in g.to_dict("records")}
+            lines.append(f"| {point} | {by_role.get('gil', '—')} | {by_role.get('ft', '—')} |")
+    ratios = sweep_ratios(data.values)
+    even = break_even(ratios)
+    if not even.empty:
+        lines += ["", "## Break-even: where async starts to out-serve sync", ""]
+        for r in even.to_dict("records"):
+            who = "3.13t" if r["role"] == "ft" else "3.13"
+            if math.isnan(r["break_even"]):
+                lines.append(
+                    f"- {r['mix']} on {who}: async never out-serves sync up to {r['param']}={r['max_value']:g} ms."
+                )
+            else:
+                span = f"{_fmt(r['earliest'], 1)}…{_fmt(r['latest'], 1)}"
+                lines.append(
+                    f"- {r['mix']} on {who}: async ≥ sync from {r['param']} ≈ {r['break_even']:.1f} ms "
+                    f"(interval {span} ms)."
+                )
+        lines += ["", "| mix | param | value | 3.13 async/sync | 3.13t async/sync |", "|---|---|---:|---:|---:|"]
+        for (mix, param, value), g in ratios.groupby(["mix", "param", "value"], sort=True):
+            cells = {}
+            for r in g.to_dict("records"):
+                interval = "" if math.isnan(r["low"]) else f" [{r['low']:.2f}, {r['high']:.2f}]"
+                cells[r["role"]] = f"{r['ratio']:.2f}{interval}"
+            lines.append(f"| {mix} | {param} | {value} | {cells.get('gil', '—')} | {cells.get('ft', '—')} |")
+    return lines
+
+
+def markdown(
+    data: RunData, table: pd.DataFrame, mixes: pd.DataFrame, crossings: pd.DataFrame, slo_ms: float = DEFAULT_SLO_MS
+) -> str:
     cells = data.cells
     interps = cells.get("interpreters", {})
     plan = cells.get("plan", {})
@@ -226,6 +278,16 @@ def markdown(data: RunData, table: pd.DataFrame) -> str:
             f"Django {info['packages'].get('django')}, gunicorn {info['packages'].get('gunicorn')}, "
             f"uvicorn {info['packages'].get('uvicorn')}"
         )
+    http = data.values[data.values["tier"] == "http"] if not data.values.empty else data.values
+    if not http.empty:
+        share = http["load_cpu_share"]
+        over = http[share > LOAD_SHARE_TARGET]
+        lines += [
+            "",
+            f"Load generator CPU / server CPU over the HTTP cells: median {share.median():.2f}, max {share.max():.2f} "
+            f"(target ≤ {LOAD_SHARE_TARGET:.2f}; {len(over)} of {len(http)} cell repeats above it). Load generator, "
+            "upstream simulator and server share the machine's CPUs.",
+        ]
     lines += [
         "",
         "Throughput is requests per second (mean ± 95% CI over repeats or pyperf values); p95 in ms (HTTP tier only); "
@@ -251,6 +313,40 @@ def markdown(data: RunData, table: pd.DataFrame) -> str:
             f"{_fmt(r['ft_rps'])} ± {_fmt(r['ft_ci'])} | {_fmt(r['ft_p95_ms'], 2)} | {ratio} | "
             f"{r['gil_status']} / {r['ft_status']} |"
         )
+    lines += decision_lines(data, slo_ms)
+    if not mixes.empty:
+        lines += [
+            "",
+            "## I/O fraction per mix",
+            "",
+            "Nominal upstream wait per request / median latency of the `sync` variant at the lowest HTTP concurrency "
+            "measured.",
+            "",
+            "| mix | nominal wait ms | at concurrency | 3.13 sync p50 ms | 3.13 I/O fraction | 3.13t sync p50 ms | 3.13t I/O fraction |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in mixes.to_dict("records"):
+            lines.append(
+                f"| {r['point']} | {r['nominal_wait_ms']:.0f} | {r['concurrency']} | {_fmt(r.get('gil_sync_p50_ms', math.nan), 2)} | "
+                f"{_fmt(r.get('gil_io_fraction', math.nan), 2)} | {_fmt(r.get('ft_sync_p50_ms', math.nan), 2)} | "
+                f"{_fmt(r.get('ft_io_fraction', math.nan), 2)} |"
+            )
+    if not crossings.empty:
+        lines += [
+            "",
+            "## Crossing costs",
+            "",
+            "Wall time per sync↔async crossing (µs, mean ± 95% CI over pyperf values) with C concurrent callers; "
+            "each call does a little pure-Python work. Lower is better.",
+            "",
+            "| kind | callers | 3.13 µs | 3.13t µs | 3.13t/3.13 |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for r in crossings.to_dict("records"):
+            lines.append(
+                f"| {r['kind']} | {r['concurrency']} | {_fmt(r.get('gil_us', math.nan), 1)} ± {_fmt(r.get('gil_ci', math.nan), 1)} | "
+                f"{_fmt(r.get('ft_us', math.nan), 1)} ± {_fmt(r.get('ft_ci', math.nan), 1)} | {_fmt(r.get('ft_over_gil', math.nan), 2)} |"
+            )
     bad = [c for c in cells.get("cells", []) if c["status"] != "ok"]
     if bad:
         lines += ["", f"## {len(bad)} cells not ok", ""]
@@ -261,16 +357,66 @@ def markdown(data: RunData, table: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(run_dir: Path) -> tuple[pd.DataFrame, str]:
-    """Write report.md and tables/summary.csv for one run; return the table and markdown."""
+def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    tmp.rename(path)
+
+
+def html_page(title: str, intro: str, plots: list[Path], tables: dict[str, pd.DataFrame]) -> str:
+    """A self-contained HTML report: plots embedded as base64 PNG, tables from pandas."""
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'>",
+        f"<title>{html.escape(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}table{border-collapse:collapse;"
+        "font-size:12px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}img{max-width:100%}</style>",
+        f"</head><body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>",
+    ]
+    for plot in plots:
+        data = base64.b64encode(plot.read_bytes()).decode("ascii")
+        parts.append(
+            f"<h2>{html.escape(plot.stem)}</h2><img alt='{html.escape(plot.stem)}' src='data:image/png;base64,{data}'>"
+        )
+    for name, frame in tables.items():
+        if not frame.empty:
+            parts.append(
+                f"<h2>{html.escape(name)}</h2>" + frame.to_html(index=False, float_format=lambda v: f"{v:,.3g}")
+            )
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def render(run_dir: Path, slo_ms: float = DEFAULT_SLO_MS) -> tuple[pd.DataFrame, str]:
+    """Write report.md and tables/*.csv for one run; return the summary table and markdown."""
     data = load_run(run_dir)
     table = summary_table(data)
-    text = markdown(data, table)
+    mixes = mix_table(data)
+    crossings = crossing_table(run_dir)
+    text = markdown(data, table, mixes, crossings, slo_ms)
     (run_dir / "tables").mkdir(exist_ok=True)
-    tmp = run_dir / "tables" / ".summary.csv.tmp"
-    table.to_csv(tmp, index=False)
-    tmp.rename(run_dir / "tables" / "summary.csv")
-    tmp_md = run_dir / ".report.md.tmp"
-    tmp_md.write_text(text)
-    tmp_md.rename(run_dir / "report.md")
+    _write_atomic(run_dir / "tables" / "summary.csv", lambda p: table.to_csv(p, index=False))
+    _write_atomic(run_dir / "tables" / "mixes.csv", lambda p: mixes.to_csv(p, index=False))
+    _write_atomic(run_dir / "tables" / "crossings.csv", lambda p: crossings.to_csv(p, index=False))
+    _write_atomic(run_dir / "report.md", lambda p: p.write_text(text))
+    decisions = decision_map(data.values, slo_ms)
+    ratios = sweep_ratios(data.values)
+    (run_dir / "plots").mkdir(exist_ok=True)
+    made = [
+        plots.throughput_by_mix(table, run_dir / "plots" / "throughput.png") if not table.empty else None,
+        plots.break_even_curve(ratios, run_dir / "plots" / "break-even.png"),
+        plots.decision_heatmap(decisions, run_dir / "plots" / "decision-map.png"),
+    ]
+    page = html_page(
+        f"Lab report: {run_dir.name}",
+        text.split("\n\n", 2)[1] if text.count("\n\n") >= 2 else "",
+        [p for p in made if p is not None],
+        {
+            "summary": table,
+            "decision map": decisions,
+            "break-even ratios": ratios,
+            "mixes": mixes,
+            "crossing costs": crossings,
+        },
+    )
+    _write_atomic(run_dir / "report.html", lambda p: p.write_text(page))
     return table, text

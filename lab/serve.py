@@ -150,7 +150,13 @@ def responds(port: int, path: str = "/health/") -> bool:
 
 @contextlib.contextmanager
 def running_server(
-    config: ServerConfig, env: WorkloadEnv, *, port: int | None, extra_env: dict[str, str], log_path: Path
+    config: ServerConfig,
+    env: WorkloadEnv,
+    *,
+    port: int | None,
+    extra_env: dict[str, str],
+    log_path: Path,
+    cpus: frozenset[int] | None = None,
 ) -> Iterator[tuple[ManagedProcess, int]]:
     """Start the server, wait until it answers, yield it; always stop and reap it."""
     if port is None:
@@ -165,6 +171,7 @@ def running_server(
         env=proc_env,
         cwd=WORKLOADS_DIR,
         stop_signal=config.stop_signal,
+        cpus=cpus,
     ) as server:
         try:
             server.wait_ready(lambda: responds(port), timeout=READY_TIMEOUT_S)

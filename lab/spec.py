@@ -31,7 +31,7 @@ PROFILE_FLAGS: dict[BuildProfile, tuple[str, ...]] = {
 }
 FREE_THREADING_FLAG = "--disable-gil"
 
-Variant = Literal["sync", "async", "bridged", "sync-on-asgi"]
+Variant = Literal["sync", "async", "bridged", "sync-on-asgi", "async-db"]
 VARIANTS: tuple[Variant, ...] = get_args(Variant)
 DjangoLine = Literal["6.1", "5.2"]
 DJANGO_LINES: tuple[DjangoLine, ...] = get_args(DjangoLine)
@@ -222,6 +222,17 @@ class MixPoint:
     def needs_upstream(self) -> bool:
         return self.endpoint in UPSTREAM_ENDPOINTS
 
+    @property
+    def nominal_wait_ms(self) -> int:
+        """Time a request spends waiting upstream by construction (the views' defaults apply)."""
+        params = dict(self.params)
+        if self.endpoint == "billing":
+            return int(params.get("latency", 20))
+        if self.endpoint == "external":
+            latency, calls = int(params.get("latency", 10)), int(params.get("k", 3))
+            return latency if params.get("mode", "sequential") == "fanout" else latency * calls
+        return 0
+
 
 @dataclass(frozen=True, kw_only=True)
 class Mix:
@@ -318,6 +329,11 @@ class Plan:
     sweep_values: tuple[int, ...] | None = None
     # Middleware stacks to measure: "default" (async-capable only) and/or "sync-audit".
     middleware: tuple[Middleware, ...] = ("default",)
+    # Concurrent callers for the sync<->async crossing microbenchmarks (empty: skip them).
+    crossing_concurrency: tuple[int, ...] = ()
+    # CPUs the server is pinned to; load generator and upstream get the others. Empty:
+    # everything shares every CPU (the only fair choice on 2 cores; recorded either way).
+    server_cpus: tuple[int, ...] = ()
     # Handler tier (pyperf, in-process, no sockets).
     handler_concurrency: tuple[int, ...]
     handler_processes: int
@@ -361,6 +377,14 @@ class Plan:
         for m in middleware:
             if m not in MIDDLEWARES:
                 raise SpecError(f"{path}: unknown middleware stack {m!r}; accepted: {', '.join(MIDDLEWARES)}")
+        crossing_concurrency: tuple[int, ...] = ()
+        if "crossing_concurrency" in table:
+            crossing_concurrency = _int_tuple(path, "plan.crossing_concurrency", table["crossing_concurrency"])
+        server_cpus: tuple[int, ...] = ()
+        if table.get("server_cpus"):
+            server_cpus = tuple(table["server_cpus"])
+            if not all(isinstance(c, int) and c >= 0 for c in server_cpus):
+                raise SpecError(f"{path}: 'plan.server_cpus' must be a list of CPU numbers")
         numbers: dict[str, Any] = {}
         for key, kind, low in (
             ("handler_processes", int, 1),
@@ -394,6 +418,8 @@ class Plan:
             handler_mixes=handler_mixes,
             sweep_values=sweep_values,
             middleware=middleware,  # type: ignore[arg-type]
+            crossing_concurrency=crossing_concurrency,
+            server_cpus=server_cpus,
             handler_concurrency=_int_tuple(path, "plan.handler_concurrency", table["handler_concurrency"]),
             http_concurrency=_int_tuple(path, "plan.http_concurrency", table["http_concurrency"]),
             **numbers,

@@ -87,3 +87,29 @@ def test_refused_connections_are_errors() -> None:
         port = s.getsockname()[1]  # bound but not listening: connections are refused
         result = asyncio.run(run_load(params(f"http://127.0.0.1:{port}/", duration=0.2, warmup=0, max_requests=5)))
     assert result["ok"] == 0 and result["errors"] == 5
+
+
+def test_query_string_reaches_the_server() -> None:
+    seen: list[str] = []
+
+    class Recorder(Handler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            self.path = "/ok"
+            super().do_GET()
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/billing/sync/?latency=100&k=3"
+        asyncio.run(run_load(params(url, max_requests=3, duration=5, warmup=0)))
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert seen and set(seen) == {"/billing/sync/?latency=100&k=3"}
+
+
+def test_non_2xx_statuses_are_sampled(server: int) -> None:
+    result = asyncio.run(run_load(params(f"http://127.0.0.1:{server}/bad", max_requests=3, duration=5)))
+    assert result["error_samples"] == ["HTTP 500"] * 3

@@ -10,7 +10,8 @@ import pytest
 
 from lab import FORMAT_VERSION
 from lab.errors import LabError
-from lab.report import mean_ci, ratio_ci, render
+from lab.report import render
+from lab.stats import mean_ci, ratio_ci
 
 INTERPRETERS = {"cpython-3.13": "gil", "cpython-3.13t": "ft"}
 

@@ -219,3 +219,119 @@ def test_django_lts_line(envs: list[WorkloadEnv], tmp_path: Path) -> None:
         suite = pyperf.BenchmarkSuite.load(str(tmp_path / "lts" / "raw" / f"{name}.json"))
         versions = {run.get_metadata()["pkg_django"] for bench in suite for run in bench.get_runs()}
         assert versions == {"5.2.19"}
+
+
+@pytest.fixture(scope="session")
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from lab.database import find_pg_bin, local_postgres
+    from lab.errors import LabError
+
+    try:
+        find_pg_bin()
+    except LabError as exc:
+        pytest.skip(str(exc))
+    with local_postgres(tmp_path_factory.mktemp("pg"), free_port()) as url:
+        yield url
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_async_db_returns_the_same_body_on_postgres(
+    envs: list[WorkloadEnv], upstream_url: str, pg_url: str, tmp_path_factory: pytest.TempPathFactory, endpoint: str
+) -> None:
+    env = envs[1]  # the free-threaded build: the GIL must stay off with psycopg's pure-Python driver
+    data = tmp_path_factory.getbasetemp() / "pg-data"
+    data.mkdir(exist_ok=True)
+    base = {
+        "PYTHONPATH": str(WORKLOADS_DIR),
+        "LAB_DATA_DIR": str(data),
+        "LAB_UPSTREAM_URL": upstream_url,
+        "LAB_GIL_REPORT_DIR": str(data),
+        "LAB_DATABASE_URL": pg_url,
+        "PSYCOPG_IMPL": "python",
+        **SAME_STACK_ENV,
+    }
+    if not (data / "seeded").exists():
+        subprocess.run([str(env.python), "-m", "shop.seed"], cwd=WORKLOADS_DIR, env=child_env(base), check=True)
+        (data / "seeded").touch()
+    digests: dict[str, str] = {}
+    for interface, variants in (("wsgi", "sync"), ("asgi", "async,bridged,sync-on-asgi,async-db")):
+        cmd = [
+            str(env.python),
+            "-m",
+            "labsite.inprocess",
+            "--endpoint",
+            endpoint,
+            "--query",
+            PROBE_QUERIES[endpoint],
+            "--variants",
+            variants,
+        ]
+        vars_ = child_env({**base, "LAB_CROSSINGS": "1", "LAB_INTERFACE": interface})
+        out = subprocess.run(cmd, cwd=WORKLOADS_DIR, env=vars_, check=True, capture_output=True, text=True)
+        for variant, r in json.loads(out.stdout).items():
+            assert r["status"] == 200, (variant, r)
+            digests[variant] = r["sha256"]
+            if variant == "async-db":
+                header = dict(part.split("=") for part in r["crossings"].split(";"))
+                async_header = dict(part.split("=") for part in json.loads(out.stdout)["async"]["crossings"].split(";"))
+                if endpoint in ("orm", "template", "billing"):
+                    # Django's own async ORM crosses into a thread per query; the async backend does not.
+                    assert int(header["sync_to_async"]) < int(async_header["sync_to_async"])
+    assert len(set(digests.values())) == 1, digests
+    reports = [json.loads(p.read_text()) for p in data.glob("*.json")]
+    assert reports and not any(r["gil_enabled_at_end"] for r in reports), "GIL came back on with psycopg"
+
+
+def test_postgres_cell_with_async_db(envs: list[WorkloadEnv], tmp_path: Path) -> None:
+    from lab.database import find_pg_bin
+    from lab.errors import LabError
+
+    try:
+        find_pg_bin()
+    except LabError as exc:
+        pytest.skip(str(exc))
+    done = lab(
+        "compare",
+        "--plan",
+        "smoke",
+        "--mix",
+        "billing",
+        "--database",
+        "postgres-local",
+        "--variant",
+        "sync",
+        "--variant",
+        "async-db",
+        "--results-dir",
+        str(tmp_path),
+        "--run-id",
+        "pg",
+    )
+    assert done.returncode == 0, done.stderr
+    cells = json.loads((tmp_path / "pg" / "cells.json").read_text())["cells"]
+    assert {(c["variant"], c["status"]) for c in cells} == {("sync", "ok"), ("async-db", "ok")}
+    suite = pyperf.BenchmarkSuite.load(str(tmp_path / "pg" / "raw" / "cpython-3.13t.json"))
+    md = suite.get_benchmark("http/billing/async-db/c4").get_runs()[0].get_metadata()
+    assert md["lab_database"] == "postgres-local" and md["gil_enabled_at_end"] == 0
+
+
+def test_async_db_is_skipped_with_a_reason_on_sqlite(envs: list[WorkloadEnv], tmp_path: Path) -> None:
+    done = lab(
+        "compare",
+        "--plan",
+        "smoke",
+        "--mix",
+        "billing",
+        "--variant",
+        "sync",
+        "--variant",
+        "async-db",
+        "--results-dir",
+        str(tmp_path),
+        "--run-id",
+        "sq",
+    )
+    assert done.returncode == 0, done.stderr
+    cells = json.loads((tmp_path / "sq" / "cells.json").read_text())["cells"]
+    skipped = [c for c in cells if c["variant"] == "async-db"]
+    assert skipped and all(c["status"] == "skipped" and "needs PostgreSQL" in c["reason"] for c in skipped)

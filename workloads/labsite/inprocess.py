@@ -21,6 +21,7 @@ VARIANTS: dict[str, tuple[str, str]] = {
     "async": ("asgi", "async"),
     "bridged": ("asgi", "bridged"),
     "sync-on-asgi": ("asgi", "sync"),
+    "async-db": ("asgi", "asyncdb"),
 }
 
 
@@ -120,13 +121,13 @@ async def call_asgi(app: Callable[..., Any], path: str, query: str = "") -> Resp
     return status, b"".join(chunks), response_headers
 
 
-def render_all(endpoint: str, query: str = "") -> dict[str, Response]:
+def render_all(endpoint: str, query: str = "", variants: tuple[str, ...] | None = None) -> dict[str, Response]:
     """Every variant's response for one endpoint, for body-equality and crossing checks."""
     wsgi, asgi = wsgi_app(), asgi_app()
     out: dict[str, Response] = {}
     loop = asyncio.new_event_loop()
     try:
-        for variant in VARIANTS:
+        for variant in variants or tuple(v for v in VARIANTS if v != "async-db"):
             interface, path, q = target(endpoint, variant, query)
             if interface == "wsgi":
                 out[variant] = call_wsgi(wsgi, path, q)
@@ -148,9 +149,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Render one endpoint in every variant; print digests as JSON.")
     parser.add_argument("--endpoint", required=True)
     parser.add_argument("--query", default="")
+    parser.add_argument("--variants", default="", help="comma-separated (default: all but async-db)")
     args = parser.parse_args()
     django.setup()
-    responses = render_all(args.endpoint, args.query)
+    responses = render_all(args.endpoint, args.query, tuple(v for v in args.variants.split(",") if v) or None)
     summary = {
         variant: {
             "status": status,

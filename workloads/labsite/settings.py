@@ -52,9 +52,42 @@ DATABASES = {
         # connect, and the async variants (whose queries run in a worker thread) would
         # pay it differently from the sync ones.
         "CONN_MAX_AGE": None,
-        "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;"},
+        # WAL lets readers run beside the writer; IMMEDIATE transactions take the write lock
+        # up front and the timeout waits for it, so concurrent crud requests queue instead of
+        # failing with "database is locked".
+        "OPTIONS": {"init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE", "timeout": 30},
     }
 }
+
+# PostgreSQL when the lab passes a URL (--database postgres-local or postgres://...).
+DATABASE_URL = os.environ.get("LAB_DATABASE_URL")
+if DATABASE_URL:
+    from urllib.parse import urlsplit
+
+    _url = urlsplit(DATABASE_URL)
+    try:
+        import django_async_backend  # noqa: F401 - the async-db variant's backend (Django 6.1 line)
+
+        _engine = "django_async_backend.db.backends.postgresql"
+        INSTALLED_APPS.append("django_async_backend")
+    except ImportError:
+        _engine = "django.db.backends.postgresql"
+    DATABASES = {
+        "default": {
+            "ENGINE": _engine,
+            "NAME": _url.path.lstrip("/"),
+            "USER": _url.username or "",
+            "PASSWORD": _url.password or "",
+            "HOST": _url.hostname or "",
+            "PORT": str(_url.port or 5432),
+            "CONN_MAX_AGE": None,
+        }
+    }
+    # django-async-backend closes its async connections on request_started/finished via
+    # an async receiver. Under WSGI no async connection exists, and an async receiver on a
+    # sync signal would add an async_to_sync crossing to every sync request, so the lab
+    # turns that hook off for WSGI servers (it tells settings which interface serves).
+    ASYNC_BACKEND_DISABLE_REQUEST_SIGNALS = os.environ.get("LAB_INTERFACE") == "wsgi"
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

@@ -1,4 +1,4 @@
-"""``/<endpoint>/<view>/`` for every endpoint shape and view kind (sync, async, bridged).
+"""``/<endpoint>/<view>/`` for every endpoint shape and view kind (sync, async, bridged, asyncdb).
 
 The ``sync-on-asgi`` variant is the ``sync`` view served under ASGI, so it has no URL of
 its own.
@@ -16,4 +16,5 @@ for name, module in ENDPOINTS.items():
         path(f"{name}/sync/", module.sync_view),
         path(f"{name}/async/", module.async_view),
         path(f"{name}/bridged/", module.bridged_view),
+        path(f"{name}/asyncdb/", module.asyncdb_view),
     ]

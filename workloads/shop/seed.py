@@ -26,12 +26,17 @@ def seed() -> None:
 
     from shop.models import Account, Author, Book, Plan
 
-    db_path = settings.DATABASES["default"]["NAME"]
-    os.makedirs(os.path.dirname(db_path), exist_ok=True)
     connection.close()
-    for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(f"{db_path}{suffix}"):
-            os.remove(f"{db_path}{suffix}")
+    if connection.vendor == "sqlite":
+        db_path = settings.DATABASES["default"]["NAME"]
+        os.makedirs(os.path.dirname(db_path), exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(f"{db_path}{suffix}"):
+                os.remove(f"{db_path}{suffix}")
+    else:
+        with connection.cursor() as cursor:
+            for table in connection.introspection.table_names(cursor):
+                cursor.execute(f'DROP TABLE IF EXISTS "{table}" CASCADE')
     call_command("migrate", run_syncdb=True, verbosity=0)
     rng = random.Random(SEED)
     with transaction.atomic():

@@ -1,7 +1,10 @@
 """HTTP clients for calls to the upstream simulator, one kind per variant.
 
-``sync`` uses one ``httpx.Client`` per thread (keep-alive, like a real app's session);
-``async`` uses one ``httpx.AsyncClient`` (or ``aiohttp.ClientSession``) per event loop.
+``sync`` uses one process-wide ``httpx.Client`` shared by all threads (keep-alive pool, as
+a real app's module-level session; a per-thread client would be rebuilt for every request
+under ASGI, where Django runs each request's sync code in a fresh thread, and building an
+httpx client costs milliseconds); ``async`` uses one ``httpx.AsyncClient`` (or
+``aiohttp.ClientSession``) per event loop.
 The client's own CPU cost differs between these and can decide a comparison by itself,
 so it is a labelled parameter (``?client=httpx|aiohttp``), never a hidden default.
 """
@@ -18,7 +21,9 @@ import httpx
 
 TIMEOUT_S = 30.0
 FANOUT_THREADS = 64
-_local = threading.local()
+# Enough pooled connections for every fan-out thread and server thread at once.
+LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+_sync_client: httpx.Client | None = None
 _async_clients: dict[tuple[int, str], Any] = {}
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -31,11 +36,16 @@ def upstream_url(latency_ms: int) -> str:
     return f"{base}/?ms={latency_ms}"
 
 
+def sync_client() -> httpx.Client:
+    global _sync_client
+    with _pool_lock:
+        if _sync_client is None:
+            _sync_client = httpx.Client(timeout=TIMEOUT_S, limits=LIMITS)
+        return _sync_client
+
+
 def sync_get(latency_ms: int) -> bytes:
-    client = getattr(_local, "client", None)
-    if client is None:
-        client = _local.client = httpx.Client(timeout=TIMEOUT_S)
-    response = client.get(upstream_url(latency_ms))
+    response = sync_client().get(upstream_url(latency_ms))
     response.raise_for_status()
     return response.content
 
@@ -58,7 +68,7 @@ async def async_get(latency_ms: int, client_kind: str = "httpx") -> bytes:
 
             client = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_S))
         else:
-            client = httpx.AsyncClient(timeout=TIMEOUT_S)
+            client = httpx.AsyncClient(timeout=TIMEOUT_S, limits=LIMITS)
         _async_clients[key] = client
     if client_kind == "aiohttp":
         async with client.get(upstream_url(latency_ms)) as response:

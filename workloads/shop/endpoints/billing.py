@@ -75,3 +75,15 @@ async def bridged_view(request: HttpRequest) -> HttpResponse:
     flag = await bridge(request, read_flag)()
     billing = await bridge(request, clients.sync_get)(latency)
     return json_response(body(account, flag, billing))
+
+
+async def asyncdb_view(request: HttpRequest) -> HttpResponse:
+    """The destination state: the account read on a real async connection (the cache is
+    still Django's, whose async API wraps the sync one)."""
+    try:
+        account_id, latency, client = params(request)
+    except BadParam as exc:
+        return bad_request(exc)
+    account = await Account.async_objects.select_related("plan").aget(pk=account_id)  # type: ignore[attr-defined]
+    flag = bool(await cache.aget_or_set(FLAG_KEY, True, timeout=None))
+    return json_response(body(account, flag, await clients.async_get(latency, client)))

@@ -58,3 +58,7 @@ async def bridged_view(request: HttpRequest) -> HttpResponse:
     except BadParam as exc:
         return bad_request(exc)
     return json_response(await bridge(request, compute)(work))
+
+
+# No database access here: the async-db variant is the async view.
+asyncdb_view = async_view

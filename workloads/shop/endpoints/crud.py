@@ -1,7 +1,8 @@
 """`crud`: a write path, create then update an order inside one transaction.
 
 Django's transactions do not work in async mode (its docs say to wrap the transactional
-block in ``sync_to_async``), so the ``async`` variant necessarily bridges this block too.
+block in ``sync_to_async``), so the ``async`` variant necessarily bridges this block too;
+only ``async-db`` (django-async-backend's ``async_atomic``) runs it on an async connection.
 The body leaves out the new row's id so every variant and run returns the same bytes.
 """
 
@@ -53,3 +54,24 @@ async def async_view(request: HttpRequest) -> HttpResponse:
 
 
 bridged_view = async_view
+
+
+async def write_asyncdb(quantity: int) -> dict[str, Any]:
+    """The same writes in an async transaction on django-async-backend's connection."""
+    from django_async_backend.db.transaction import async_atomic
+
+    async with async_atomic():
+        account = await Account.async_objects.aget(pk=ACCOUNT_ID)  # type: ignore[attr-defined]
+        book = await Book.async_objects.aget(pk=BOOK_ID)  # type: ignore[attr-defined]
+        order = await Order.async_objects.acreate(account=account, book=book, quantity=quantity, status="new")  # type: ignore[attr-defined]
+        order.status = "paid"
+        await order.async_save(update_fields=["status"])
+    return {"created": True, "status": order.status, "quantity": order.quantity, "book": BOOK_ID}
+
+
+async def asyncdb_view(request: HttpRequest) -> HttpResponse:
+    try:
+        quantity = params(request)
+    except BadParam as exc:
+        return bad_request(exc)
+    return json_response(await write_asyncdb(quantity))

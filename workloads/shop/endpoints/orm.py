@@ -40,6 +40,18 @@ async def fetch_async(n: int, mode: str) -> list[tuple[str, str]]:
     return rows
 
 
+async def fetch_asyncdb(n: int, mode: str) -> list[tuple[str, str]]:
+    """Like ``fetch_async`` but on django-async-backend's real async connection."""
+    if mode == "select":
+        qs = Book.async_objects.select_related("author").order_by("id")[:n]  # type: ignore[attr-defined]
+        return [(b.title, b.author.name) async for b in qs]
+    rows = []
+    async for b in Book.async_objects.order_by("id")[:n]:  # type: ignore[attr-defined]
+        author = await Author.async_objects.aget(pk=b.author_id)  # type: ignore[attr-defined]
+        rows.append((b.title, author.name))
+    return rows
+
+
 def sync_view(request: HttpRequest) -> HttpResponse:
     try:
         n, mode = params(request)
@@ -62,3 +74,11 @@ async def bridged_view(request: HttpRequest) -> HttpResponse:
     except BadParam as exc:
         return bad_request(exc)
     return json_response(body(await bridge(request, fetch_sync)(n, mode)))
+
+
+async def asyncdb_view(request: HttpRequest) -> HttpResponse:
+    try:
+        n, mode = params(request)
+    except BadParam as exc:
+        return bad_request(exc)
+    return json_response(body(await fetch_asyncdb(n, mode)))

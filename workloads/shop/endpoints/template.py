@@ -38,6 +38,16 @@ async def context_async(rows: int) -> tuple[Any, int, int, list[Any]]:
     return author, total, mine, books
 
 
+async def context_asyncdb(rows: int) -> tuple[Any, int, int, list[Any]]:
+    """Like ``context_async`` but on django-async-backend's real async connection."""
+    author = await Author.async_objects.aget(pk=AUTHOR_ID)  # type: ignore[attr-defined]
+    total = await Book.async_objects.acount()  # type: ignore[attr-defined]
+    mine = await Book.async_objects.filter(author=author).acount()  # type: ignore[attr-defined]
+    qs = Book.async_objects.select_related("author").order_by("id")[:rows]  # type: ignore[attr-defined]
+    books = [b async for b in qs]
+    return author, total, mine, books
+
+
 def sync_view(request: HttpRequest) -> HttpResponse:
     try:
         rows = params(request)
@@ -61,3 +71,11 @@ async def bridged_view(request: HttpRequest) -> HttpResponse:
     except BadParam as exc:
         return bad_request(exc)
     return HttpResponse(render(*await bridge(request, context_sync)(rows)))
+
+
+async def asyncdb_view(request: HttpRequest) -> HttpResponse:
+    try:
+        rows = params(request)
+    except BadParam as exc:
+        return bad_request(exc)
+    return HttpResponse(render(*await context_asyncdb(rows)))

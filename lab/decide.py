@@ -1,0 +1,175 @@
+"""The migration decision, computed from a run's tidy per-repeat values.
+
+- ``decision_map``: per mix point and interpreter, the variant with the highest throughput
+  among those whose p95 meets the SLO (each at its best measured concurrency), with the
+  margin over the runner-up and whether that margin's interval excludes 1.
+- ``break_even``: along the ``io-sweep`` mix, the upstream latency at which ``async``
+  starts to out-serve ``sync``, interpolated, per interpreter.
+
+Only valid cells count; a difference is called only when its bootstrap interval excludes 1.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from lab.stats import mean_ci, ratio_ci
+
+DEFAULT_SLO_MS = 100.0
+SWEEP_RE = re.compile(r"^(?P<mix>[^@]+)@(?P<param>[^=]+)=(?P<value>\d+)$")
+
+
+def http_ok(df: pd.DataFrame) -> pd.DataFrame:
+    if df.empty:
+        return df
+    return df[(df["tier"] == "http") & (df["status"] == "ok") & (df["middleware"] == "default")]
+
+
+def best_configs(df: pd.DataFrame, slo_ms: float) -> pd.DataFrame:
+    """Per point, interpreter and variant: the concurrency with the highest mean throughput
+    whose mean p95 meets the SLO (rows keep the per-repeat values of that concurrency)."""
+    rows: list[dict[str, Any]] = []
+    for (point, role, variant), g in http_ok(df).groupby(["point", "role", "variant"]):
+        best: dict[str, Any] | None = None
+        for conc, c in g.groupby("concurrency"):
+            rps = c["throughput_rps"].tolist()
+            p95 = float(c["p95_ms"].mean())
+            if p95 > slo_ms:
+                continue
+            mean = sum(rps) / len(rps)
+            if best is None or mean > best["rps"]:
+                best = {
+                    "point": point,
+                    "role": role,
+                    "variant": variant,
+                    "concurrency": conc,
+                    "rps": mean,
+                    "values": rps,
+                    "p95_ms": p95,
+                    "interpreter": c["interpreter"].iloc[0],
+                }
+        if best is not None:
+            rows.append(best)
+    return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    winner: str
+    runner_up: str
+    margin: float
+    low: float
+    high: float
+
+    @property
+    def decided(self) -> bool:
+        return not math.isnan(self.low) and self.low > 1.0
+
+    def text(self) -> str:
+        if not self.runner_up:
+            return f"{self.winner} (only variant within SLO)"
+        interval = "" if math.isnan(self.low) else f" [{self.low:.2f}, {self.high:.2f}]"
+        if self.decided:
+            return f"{self.winner} ×{self.margin:.2f}{interval} over {self.runner_up}"
+        return f"{self.winner} ≈ {self.runner_up} (×{self.margin:.2f}{interval}, not significant)"
+
+
+def decision_map(df: pd.DataFrame, slo_ms: float = DEFAULT_SLO_MS) -> pd.DataFrame:
+    best = best_configs(df, slo_ms)
+    rows: list[dict[str, Any]] = []
+    if best.empty:
+        return pd.DataFrame()
+    for (point, role), g in best.groupby(["point", "role"]):
+        ranked = g.sort_values("rps", ascending=False).to_dict("records")
+        top = ranked[0]
+        if len(ranked) > 1:
+            second = ranked[1]
+            margin, low, high = ratio_ci(top["values"], second["values"])
+            verdict = Verdict(top["variant"], second["variant"], margin, low, high)
+        else:
+            verdict = Verdict(top["variant"], "", math.nan, math.nan, math.nan)
+        rows.append(
+            {
+                "point": point,
+                "role": role,
+                "winner": top["variant"],
+                "concurrency": top["concurrency"],
+                "rps": top["rps"],
+                "margin": verdict.margin,
+                "low": verdict.low,
+                "high": verdict.high,
+                "decided": verdict.decided,
+                "verdict": verdict.text(),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def sweep_ratios(
+    df: pd.DataFrame, numerator: str = "async", denominator: str = "sync", slo_ms: float = math.inf
+) -> pd.DataFrame:
+    """Along each swept mix: throughput ratio numerator/denominator per swept value and interpreter."""
+    best = best_configs(df, slo_ms)
+    rows: list[dict[str, Any]] = []
+    if best.empty:
+        return pd.DataFrame()
+    for (point, role), g in best.groupby(["point", "role"]):
+        m = SWEEP_RE.match(str(point))
+        by_variant = {r["variant"]: r for r in g.to_dict("records")}
+        if not m or numerator not in by_variant or denominator not in by_variant:
+            continue
+        ratio, low, high = ratio_ci(by_variant[numerator]["values"], by_variant[denominator]["values"])
+        rows.append(
+            {
+                "mix": m["mix"],
+                "param": m["param"],
+                "value": int(m["value"]),
+                "role": role,
+                "ratio": ratio,
+                "low": low,
+                "high": high,
+            }
+        )
+    return pd.DataFrame(rows).sort_values(["mix", "role", "value"]) if rows else pd.DataFrame()
+
+
+def crossing_point(xs: list[float], ys: list[float]) -> float:
+    """First x where the piecewise-linear curve through (xs, ys) reaches 1 from below; nan if never."""
+    points = list(zip(xs, ys, strict=True))
+    for (x0, y0), (x1, y1) in itertools.pairwise(points):
+        if y0 < 1.0 <= y1:
+            return x0 + (1.0 - y0) * (x1 - x0) / (y1 - y0)
+    if ys and ys[0] >= 1.0:
+        return xs[0]
+    return math.nan
+
+
+def break_even(ratios: pd.DataFrame) -> pd.DataFrame:
+    """Where async/sync crosses 1 along each sweep; the interval comes from the ratio's
+    interval curves (the upper curve crosses first, the lower one last)."""
+    rows: list[dict[str, Any]] = []
+    if ratios.empty:
+        return pd.DataFrame()
+    for (mix, role), g in ratios.groupby(["mix", "role"]):
+        xs = [float(v) for v in g["value"]]
+        rows.append(
+            {
+                "mix": mix,
+                "param": g["param"].iloc[0],
+                "role": role,
+                "break_even": crossing_point(xs, g["ratio"].tolist()),
+                "earliest": crossing_point(xs, g["high"].fillna(g["ratio"]).tolist()),
+                "latest": crossing_point(xs, g["low"].fillna(g["ratio"]).tolist()),
+                "max_value": max(xs),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+__all__ = ["break_even", "crossing_point", "decision_map", "mean_ci", "sweep_ratios"]

@@ -1,0 +1,106 @@
+"""Plots of a run (matplotlib, Agg): throughput per mix, break-even curve, decision heatmap.
+
+Every plot labels its axes with units and marks the interpreter in the legend; each is
+written as PNG under ``plots/`` and embedded in ``report.html``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+import pandas as pd
+
+ROLE_LABEL = {"gil": "CPython 3.13", "ft": "CPython 3.13t (free-threaded)"}
+ROLE_COLOUR = {"gil": "#4C72B0", "ft": "#DD8452"}
+
+
+def throughput_by_mix(table: pd.DataFrame, path: Path) -> Path | None:
+    """HTTP tier, default middleware, highest concurrency: req/s ± CI per mix and variant."""
+    http = table[(table["tier"] == "http")]
+    if http.empty:
+        return None
+    top = http[http["concurrency"] == http["concurrency"].max()]
+    labels = [f"{r['point']}\n{r['variant']}" for r in top.to_dict("records")]
+    fig, ax = plt.subplots(figsize=(max(8, 0.45 * len(labels)), 5))
+    width = 0.4
+    xs = range(len(labels))
+    for offset, role in ((-width / 2, "gil"), (width / 2, "ft")):
+        means = top[f"{role}_rps"].fillna(0).tolist()
+        errors = top[f"{role}_ci"].fillna(0).tolist()
+        ax.bar(
+            [x + offset for x in xs],
+            means,
+            width,
+            yerr=errors,
+            capsize=2,
+            label=ROLE_LABEL[role],
+            color=ROLE_COLOUR[role],
+        )
+    ax.set_xticks(list(xs), labels, rotation=90, fontsize=7)
+    ax.set_ylabel("throughput (requests/s, mean ± 95% CI)")
+    ax.set_title(f"HTTP tier at concurrency {int(top['concurrency'].max())}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def break_even_curve(ratios: pd.DataFrame, path: Path) -> Path | None:
+    if ratios.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for role, g in ratios.groupby("role"):
+        g = g.sort_values("value")
+        ax.plot(
+            g["value"],
+            g["ratio"],
+            marker="o",
+            label=ROLE_LABEL.get(str(role), str(role)),
+            color=ROLE_COLOUR.get(str(role)),
+        )
+        if not g["low"].isna().all():
+            ax.fill_between(g["value"], g["low"], g["high"], alpha=0.2, color=ROLE_COLOUR.get(str(role)))
+    ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
+    param = str(ratios["param"].iloc[0])
+    ax.set_xlabel(f"upstream {param} (ms)")
+    ax.set_ylabel("async / sync throughput (ratio, 95% interval)")
+    ax.set_title(f"Break-even along {ratios['mix'].iloc[0]}: above 1, async serves more")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def decision_heatmap(decisions: pd.DataFrame, path: Path) -> Path | None:
+    if decisions.empty:
+        return None
+    points = sorted(decisions["point"].unique())
+    roles = [r for r in ("gil", "ft") if r in set(decisions["role"])]
+    variants = sorted(decisions["winner"].unique())
+    colour_of = {v: i for i, v in enumerate(variants)}
+    grid = [[math.nan] * len(roles) for _ in points]
+    text = [[""] * len(roles) for _ in points]
+    for r in decisions.to_dict("records"):
+        i, j = points.index(r["point"]), roles.index(r["role"])
+        grid[i][j] = colour_of[r["winner"]]
+        margin = "" if math.isnan(r["margin"]) else f" ×{r['margin']:.2f}"
+        text[i][j] = f"{r['winner']}{margin}" + ("" if r["decided"] else " (tie)")
+    fig, ax = plt.subplots(figsize=(6, 0.45 * len(points) + 1.5))
+    ax.imshow(grid, cmap="tab10", vmin=0, vmax=9, aspect="auto")
+    for i in range(len(points)):
+        for j in range(len(roles)):
+            ax.text(j, i, text[i][j], ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(roles)), [ROLE_LABEL[r] for r in roles])
+    ax.set_yticks(range(len(points)), points)
+    ax.set_title("Winning variant per mix (highest req/s within the p95 SLO)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,69 @@
+"""Statistics shared by the reporter and the decision: means, intervals, ratios."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import numpy as np
+
+# Two-sided 95% Student-t critical values by degrees of freedom (1..30); 1.96 beyond.
+_T95 = [
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+]
+BOOTSTRAP_SAMPLES = 2000
+BOOTSTRAP_SEED = 20261130
+
+
+def t95(df: int) -> float:
+    return _T95[df - 1] if 1 <= df <= len(_T95) else 1.96
+
+
+def mean_ci(values: list[float]) -> tuple[float, float]:
+    """Mean and half-width of its 95% confidence interval (nan with one value)."""
+    mean = statistics.fmean(values)
+    if len(values) < 2:
+        return mean, math.nan
+    return mean, t95(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def ratio_ci(num: list[float], den: list[float]) -> tuple[float, float, float]:
+    """Ratio of means with a percentile-bootstrap 95% interval (deterministic seed)."""
+    ratio = statistics.fmean(num) / statistics.fmean(den)
+    if len(num) < 2 or len(den) < 2:
+        return ratio, math.nan, math.nan
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    a, b = np.asarray(num), np.asarray(den)
+    ra = rng.choice(a, size=(BOOTSTRAP_SAMPLES, a.size)).mean(axis=1)
+    rb = rng.choice(b, size=(BOOTSTRAP_SAMPLES, b.size)).mean(axis=1)
+    low, high = np.percentile(ra / rb, [2.5, 97.5])
+    return ratio, float(low), float(high)
