@@ -107,12 +107,13 @@ def cells_of(plan: Plan, only_mixes: tuple[str, ...] | None = None) -> list[Cell
     return cells
 
 
-def estimate_seconds(plan: Plan, cells: list[Cell], interpreters: int) -> float:
+def estimate_seconds(plan: Plan, cells: list[Cell], interpreters: int, *, with_crossings: bool = True) -> float:
     """Rough wall time, printed before the run starts."""
     # pyperf: calibration plus (warmups + values) x min_time per worker, ~1 s start-up each.
     per_proc = 1.0 + (plan.handler_warmups + plan.handler_values + 2) * plan.handler_min_time
     pyperf_seconds = plan.handler_processes * per_proc + 2.0
-    total = interpreters * pyperf_seconds * 4 * len(plan.crossing_concurrency)  # four crossing kinds
+    crossing_runs = 4 * len(plan.crossing_concurrency) if with_crossings else 0  # four crossing kinds
+    total = interpreters * pyperf_seconds * crossing_runs
     for cell in cells:
         if cell.tier == "handler":
             total += interpreters * pyperf_seconds

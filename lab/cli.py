@@ -241,7 +241,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     stage = args.results_dir / f".{run_id}.partial"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
-    estimate = estimate_seconds(plan, cells_of(plan, only_mixes), len(envs))
+    estimate = estimate_seconds(plan, cells_of(plan, only_mixes), len(envs), with_crossings=only_mixes is None)
     console.print(f"plan [bold]{plan.name}[/]: {plan.description}; estimated {estimate / 60:.1f} min")
     started = time.monotonic()
     try:

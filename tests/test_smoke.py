@@ -157,8 +157,14 @@ def test_smoke_compare_writes_pyperf_json_and_table(envs: list[WorkloadEnv], tmp
     assert compared.returncode == 0, compared.stderr
 
     cells = json.loads((run / "cells.json").read_text())
-    # handler: 1 mix x 3 variants; http: 2 mixes x 3 variants; each on 2 interpreters.
-    assert len(cells["cells"]) == 2 * (3 + 6)
+    # handler: 1 mix x 3 variants; http: 2 mixes x 3 variants; 4 crossing kinds; each on 2 interpreters.
+    assert len(cells["cells"]) == 2 * (3 + 6 + 4)
+    assert sorted(p.name for p in (run / "raw" / "crossings").glob("*.json")) == [
+        "cpython-3.13.json",
+        "cpython-3.13t.json",
+    ]
+    assert "## Crossing costs" in (run / "report.md").read_text()
+    assert (run / "report.html").read_text().count("data:image/png;base64,") >= 1
     for cell in cells["cells"]:
         assert cell["status"] == "ok", cell
         if cell["interpreter"] == "cpython-3.13t":
