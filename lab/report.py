@@ -21,6 +21,7 @@ import pandas as pd
 import pyperf
 
 from lab import FORMAT_VERSION, plots
+from lab.claims import ledger
 from lab.decide import DEFAULT_SLO_MS, break_even, decision_map, sweep_ratios
 from lab.errors import LabError
 from lab.stats import mean_ci, ratio_ci
@@ -255,8 +256,30 @@ def decision_lines(data: RunData, slo_ms: float) -> list[str]:
     return lines
 
 
+def claims_lines(claims: pd.DataFrame) -> list[str]:
+    lines = [
+        "",
+        "## Claims ledger",
+        "",
+        "Each claim of the article with its verdict on each interpreter and the numbers behind it (95% intervals; "
+        "a difference is called only when its interval excludes none).",
+        "",
+        "| claim | 3.13 | 3.13t |",
+        "|---|---|---|",
+    ]
+    for r in claims.to_dict("records"):
+        gil = f"**{r['gil_verdict']}**: {r['gil_evidence']}" if r["gil_evidence"] else r["gil_verdict"]
+        lines.append(f"| {r['claim']} {r['text']} | {gil} | **{r['ft_verdict']}**: {r['ft_evidence']} |")
+    return lines
+
+
 def markdown(
-    data: RunData, table: pd.DataFrame, mixes: pd.DataFrame, crossings: pd.DataFrame, slo_ms: float = DEFAULT_SLO_MS
+    data: RunData,
+    table: pd.DataFrame,
+    mixes: pd.DataFrame,
+    crossings: pd.DataFrame,
+    slo_ms: float = DEFAULT_SLO_MS,
+    claims: pd.DataFrame | None = None,
 ) -> str:
     cells = data.cells
     interps = cells.get("interpreters", {})
@@ -314,6 +337,8 @@ def markdown(
             f"{r['gil_status']} / {r['ft_status']} |"
         )
     lines += decision_lines(data, slo_ms)
+    if claims is not None and not claims.empty:
+        lines += claims_lines(claims)
     if not mixes.empty:
         lines += [
             "",
@@ -392,11 +417,13 @@ def render(run_dir: Path, slo_ms: float = DEFAULT_SLO_MS) -> tuple[pd.DataFrame,
     table = summary_table(data)
     mixes = mix_table(data)
     crossings = crossing_table(run_dir)
-    text = markdown(data, table, mixes, crossings, slo_ms)
+    claims = ledger(data.values, crossings, slo_ms)
+    text = markdown(data, table, mixes, crossings, slo_ms, claims)
     (run_dir / "tables").mkdir(exist_ok=True)
     _write_atomic(run_dir / "tables" / "summary.csv", lambda p: table.to_csv(p, index=False))
     _write_atomic(run_dir / "tables" / "mixes.csv", lambda p: mixes.to_csv(p, index=False))
     _write_atomic(run_dir / "tables" / "crossings.csv", lambda p: crossings.to_csv(p, index=False))
+    _write_atomic(run_dir / "tables" / "claims.csv", lambda p: claims.to_csv(p, index=False))
     _write_atomic(run_dir / "report.md", lambda p: p.write_text(text))
     decisions = decision_map(data.values, slo_ms)
     ratios = sweep_ratios(data.values)
@@ -411,6 +438,7 @@ def render(run_dir: Path, slo_ms: float = DEFAULT_SLO_MS) -> tuple[pd.DataFrame,
         text.split("\n\n", 2)[1] if text.count("\n\n") >= 2 else "",
         [p for p in made if p is not None],
         {
+            "claims ledger": claims,
             "summary": table,
             "decision map": decisions,
             "break-even ratios": ratios,
