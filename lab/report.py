@@ -256,6 +256,47 @@ def decision_lines(data: RunData, slo_ms: float) -> list[str]:
     return lines
 
 
+def headline_lines(data: RunData, table: pd.DataFrame, slo_ms: float) -> list[str]:
+    """The few numbers a reader quotes, each with its interval and conditions."""
+    lines = ["", "## Headline", ""]
+    http = table[table["tier"] == "http"] if not table.empty else table
+    for variant in ("sync", "async"):
+        rows = http[(http["variant"] == variant) & http["ft_over_gil"].notna()] if not http.empty else http
+        if rows.empty:
+            continue
+        ordered = rows.sort_values("ft_over_gil").to_dict("records")
+        worst, best = ordered[0], ordered[-1]
+        lines.append(
+            f"- `{variant}` over HTTP, 3.13t / 3.13 throughput: median {rows['ft_over_gil'].median():.2f} across "
+            f"{len(rows)} mixes; best {best['ft_over_gil']:.2f} [{best['ratio_low']:.2f}, {best['ratio_high']:.2f}] "
+            f"({best['point']}), worst {worst['ft_over_gil']:.2f} [{worst['ratio_low']:.2f}, {worst['ratio_high']:.2f}] "
+            f"({worst['point']})."
+        )
+    decisions = decision_map(data.values, slo_ms)
+    if not decisions.empty:
+        for role, name in (("gil", "3.13"), ("ft", "3.13t")):
+            mine = decisions[decisions["role"] == role]
+            if mine.empty:
+                continue
+            won = mine[mine["decided"]]
+            counts = won["winner"].value_counts().to_dict()
+            summary = ", ".join(f"{v} in {n}" for v, n in sorted(counts.items())) or "none"
+            lines.append(
+                f"- Decided winners on {name} (p95 ≤ {slo_ms:g} ms): {summary} of {len(mine)} mixes; "
+                f"{len(mine) - len(won)} too close to call."
+            )
+    even = break_even(sweep_ratios(data.values))
+    for r in even.to_dict("records") if not even.empty else []:
+        who = "3.13t" if r["role"] == "ft" else "3.13"
+        where = (
+            f"from {r['param']} ≈ {r['break_even']:.1f} ms (interval {_fmt(r['earliest'], 1)}…{_fmt(r['latest'], 1)})"
+            if not math.isnan(r["break_even"])
+            else f"nowhere up to {r['max_value']:g} ms"
+        )
+        lines.append(f"- Break-even on {who} along {r['mix']}: async out-serves sync {where}.")
+    return lines if len(lines) > 3 else []
+
+
 def claims_lines(claims: pd.DataFrame) -> list[str]:
     lines = [
         "",
@@ -336,6 +377,7 @@ def markdown(
             f"{_fmt(r['ft_rps'])} ± {_fmt(r['ft_ci'])} | {_fmt(r['ft_p95_ms'], 2)} | {ratio} | "
             f"{r['gil_status']} / {r['ft_status']} |"
         )
+    lines += headline_lines(data, table, slo_ms)
     lines += decision_lines(data, slo_ms)
     if claims is not None and not claims.empty:
         lines += claims_lines(claims)
