@@ -467,6 +467,18 @@ def render(run_dir: Path, slo_ms: float = DEFAULT_SLO_MS) -> tuple[pd.DataFrame,
     _write_atomic(run_dir / "tables" / "crossings.csv", lambda p: crossings.to_csv(p, index=False))
     _write_atomic(run_dir / "tables" / "claims.csv", lambda p: claims.to_csv(p, index=False))
     _write_atomic(run_dir / "report.md", lambda p: p.write_text(text))
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "run": run_dir.name,
+        "machine": data.cells.get("machine", {}),
+        "interpreters": data.cells.get("interpreters", {}),
+        "plan": data.cells.get("plan", {}),
+        "cells": {
+            status: sum(1 for c in data.cells.get("cells", []) if c["status"] == status)
+            for status in ("ok", "failed", "invalid", "skipped")
+        },
+    }
+    _write_atomic(run_dir / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n"))
     decisions = decision_map(data.values, slo_ms)
     ratios = sweep_ratios(data.values)
     (run_dir / "plots").mkdir(exist_ok=True)
