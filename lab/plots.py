@@ -14,9 +14,17 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.figure import Figure
 
 ROLE_LABEL = {"gil": "CPython 3.13", "ft": "CPython 3.13t (free-threaded)"}
 ROLE_COLOUR = {"gil": "#4C72B0", "ft": "#DD8452"}
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def throughput_by_mix(table: pd.DataFrame, path: Path) -> Path | None:
@@ -45,10 +53,7 @@ def throughput_by_mix(table: pd.DataFrame, path: Path) -> Path | None:
     ax.set_ylabel("throughput (requests/s, mean ± 95% CI)")
     ax.set_title(f"HTTP tier at concurrency {int(top['concurrency'].max())}")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def break_even_curve(ratios: pd.DataFrame, path: Path) -> Path | None:
@@ -72,10 +77,7 @@ def break_even_curve(ratios: pd.DataFrame, path: Path) -> Path | None:
     ax.set_ylabel("async / sync throughput (ratio, 95% interval)")
     ax.set_title(f"Break-even along {ratios['mix'].iloc[0]}: above 1, async serves more")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def decision_heatmap(decisions: pd.DataFrame, path: Path) -> Path | None:
@@ -100,7 +102,4 @@ def decision_heatmap(decisions: pd.DataFrame, path: Path) -> Path | None:
     ax.set_xticks(range(len(roles)), [ROLE_LABEL[r] for r in roles])
     ax.set_yticks(range(len(points)), points)
     ax.set_title("Winning variant per mix (highest req/s within the p95 SLO)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -74,6 +74,15 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise SpecError(f"spec file '{path}' is not valid TOML: {exc}") from None
 
 
+def read_table(path: Path, name: str) -> dict[str, Any]:
+    """The one ``[name]`` table a spec file must consist of."""
+    data = read_toml(path)
+    table = data.get(name)
+    if set(data) != {name} or not isinstance(table, dict):
+        raise SpecError(f"{path}: expected exactly one [{name}] table")
+    return table
+
+
 def _check_keys(path: Path, table: str, data: dict[str, Any], cls: type[Any]) -> None:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
@@ -129,10 +138,7 @@ class InterpreterSpec:
 
     @classmethod
     def from_toml(cls, path: Path) -> InterpreterSpec:
-        data = read_toml(path)
-        table = data.get("interpreter")
-        if set(data) != {"interpreter"} or not isinstance(table, dict):
-            raise SpecError(f"{path}: expected exactly one [interpreter] table")
+        table = read_table(path, "interpreter")
         _check_keys(path, "interpreter", table, cls)
         sha = table["sha256"]
         if not isinstance(sha, str) or not _SHA256_RE.match(sha):
@@ -261,10 +267,7 @@ class Mix:
 
     @classmethod
     def from_toml(cls, path: Path) -> Mix:
-        data = read_toml(path)
-        table = data.get("mix")
-        if set(data) != {"mix"} or not isinstance(table, dict):
-            raise SpecError(f"{path}: expected exactly one [mix] table")
+        table = read_table(path, "mix")
         allowed = {"name", "description", "endpoint", "params", "sweep"}
         unknown = sorted(set(table) - allowed)
         if unknown:
@@ -350,10 +353,7 @@ class Plan:
 
     @classmethod
     def from_toml(cls, path: Path) -> Plan:
-        data = read_toml(path)
-        table = data.get("plan")
-        if set(data) != {"plan"} or not isinstance(table, dict):
-            raise SpecError(f"{path}: expected exactly one [plan] table")
+        table = read_table(path, "plan")
         _check_keys(path, "plan", table, cls)
         tiers = _str_tuple(path, "plan.tiers", table["tiers"])
         for t in tiers:
