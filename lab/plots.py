@@ -101,5 +101,5 @@ def decision_heatmap(decisions: pd.DataFrame, path: Path) -> Path | None:
             ax.text(j, i, text[i][j], ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(roles)), [ROLE_LABEL[r] for r in roles])
     ax.set_yticks(range(len(points)), points)
-    ax.set_title("Winning variant per mix (highest req/s within the p95 SLO)")
+    ax.set_title("Winning variant per mix (highest req/s; 'tie' when not significant)")
     return _save(fig, path)

@@ -16,15 +16,15 @@ from pathlib import Path
 import pyperf
 import pytest
 
-from lab.build import ensure_built
-from lab.envs import WORKLOADS_DIR, WorkloadEnv, ensure_env
+from lab.envs import WORKLOADS_DIR, WorkloadEnv
 from lab.measure import SAME_STACK_ENV
-from lab.proc import child_env, managed
-from lab.serve import free_port, responds_tcp
-from lab.spec import ENDPOINTS, load_interpreter
+from lab.proc import child_env
+from lab.serve import free_port
+from lab.spec import ENDPOINTS
+from tests.conftest import REPO
 
 pytestmark = [pytest.mark.functional, pytest.mark.smoke]
-REPO = Path(__file__).resolve().parent.parent
+
 # Parameters that exercise each endpoint's slow path too (N+1 reads, fan-out).
 PROBE_QUERIES = {
     "cpu": "work=50",
@@ -34,23 +34,6 @@ PROBE_QUERIES = {
     "billing": "latency=1",
     "crud": "quantity=3",
 }
-
-
-@pytest.fixture(scope="session")
-def envs() -> Iterator[list[WorkloadEnv]]:
-    yield [ensure_env(ensure_built(load_interpreter(n), "fast")) for n in ("cpython-3.13", "cpython-3.13t")]
-
-
-@pytest.fixture(scope="session")
-def upstream_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    log = tmp_path_factory.mktemp("upstream") / "log"
-    env = child_env({"PYTHONPATH": str(REPO)})
-    with managed(
-        [sys.executable, "-m", "lab.upstream", "--port", str(port)], name="upstream", log_path=log, env=env
-    ) as p:
-        p.wait_ready(lambda: responds_tcp(port), timeout=30)
-        yield f"http://127.0.0.1:{port}"
 
 
 def probe(

@@ -17,14 +17,19 @@ work" is about.
 from __future__ import annotations
 
 import asyncio
-import time
-from concurrent.futures import ThreadPoolExecutor
+import os
+import sys
 
 import pyperf
 from asgiref.sync import async_to_sync, sync_to_async
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import benchkit
+
 KINDS = ("sync_to_async", "sync_to_async-ts-off", "async_to_sync", "executor")
-WORK_ITERATIONS = 50  # a little pure-Python work per call, like a tiny ORM helper
+# Pure-Python work per call (tens of µs, like a small ORM helper): enough that running the
+# calls in parallel could matter, so thread_sensitive's serialization can show.
+WORK_ITERATIONS = 2000
 
 
 def sync_work() -> int:
@@ -49,56 +54,21 @@ def main() -> None:
     runner.argparser.add_argument("--concurrency", type=int, default=1)
     runner.argparser.add_argument("--bench-name", required=True)
     args = runner.parse_args()
-    concurrency = args.concurrency
     runner.metadata["lab_crossing_kind"] = args.kind
-    runner.metadata["lab_concurrency"] = concurrency
-
-    def shares(loops: int) -> list[int]:
-        return [loops // concurrency + (1 if i < loops % concurrency else 0) for i in range(concurrency)]
+    runner.metadata["lab_concurrency"] = args.concurrency
 
     if args.kind == "async_to_sync":
-        pool = ThreadPoolExecutor(concurrency)
-        call = async_to_sync(async_work)
+        time_func = benchkit.threaded(args.concurrency, async_to_sync(async_work))
+    elif args.kind == "executor":
 
-        def caller(n: int) -> None:
-            for _ in range(n):
-                call()
+        async def hop() -> int:
+            return await asyncio.get_running_loop().run_in_executor(None, sync_work)
 
-        list(pool.map(caller, [1] * concurrency))
-
-        def time_func(loops: int) -> float:
-            t0 = time.perf_counter()
-            for future in [pool.submit(caller, n) for n in shares(loops) if n]:
-                future.result()
-            return time.perf_counter() - t0
-
+        time_func = benchkit.tasks(args.concurrency, hop)
     else:
-        loop = asyncio.new_event_loop()
-        if args.kind == "executor":
-
-            async def hop() -> int:
-                return await asyncio.get_running_loop().run_in_executor(None, sync_work)
-
-        else:
-            bridged = sync_to_async(sync_work, thread_sensitive=args.kind == "sync_to_async")
-
-            async def hop() -> int:
-                return await bridged()
-
-        async def task(n: int) -> None:
-            for _ in range(n):
-                await hop()
-
-        async def batch(loops: int) -> None:
-            await asyncio.gather(*(task(n) for n in shares(loops) if n))
-
-        loop.run_until_complete(batch(concurrency))
-
-        def time_func(loops: int) -> float:
-            t0 = time.perf_counter()
-            loop.run_until_complete(batch(loops))
-            return time.perf_counter() - t0
-
+        time_func = benchkit.tasks(
+            args.concurrency, sync_to_async(sync_work, thread_sensitive=args.kind == "sync_to_async")
+        )
     runner.bench_time_func(args.bench_name, time_func)
 
 

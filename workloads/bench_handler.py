@@ -8,15 +8,13 @@ pyperf's value is wall time per request at that concurrency (1 / throughput).
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
-import time
-from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labsite.settings")
 
+import benchkit
 import django
 import pyperf
 from labsite import inprocess
@@ -38,53 +36,26 @@ def main() -> None:
     args = runner.parse_args()
     django.setup()
     interface, path, query = inprocess.target(args.endpoint, args.variant, args.query)
-    concurrency = args.concurrency
     runner.metadata["lab_variant"] = args.variant
-    runner.metadata["lab_concurrency"] = concurrency
+    runner.metadata["lab_concurrency"] = args.concurrency
     runner.metadata["lab_interface"] = interface
     runner.metadata["lab_endpoint"] = args.endpoint
     runner.metadata["lab_query"] = args.query or "-"
 
+    def checked(status: int) -> None:
+        if status != 200:
+            raise RuntimeError(f"{path}?{query} returned {status}")
+
     if interface == "wsgi":
-        app = inprocess.wsgi_app()
-        pool = ThreadPoolExecutor(concurrency)
-        # Start the threads before timing so thread creation is not measured.
-        list(pool.map(lambda _: inprocess.call_wsgi(app, path, query), range(concurrency)))
-
-        def worker(n: int) -> None:
-            for _ in range(n):
-                status, _body, _headers = inprocess.call_wsgi(app, path, query)
-                if status != 200:
-                    raise RuntimeError(f"{path} returned {status}")
-
-        def time_func(loops: int) -> float:
-            shares = [loops // concurrency + (1 if i < loops % concurrency else 0) for i in range(concurrency)]
-            t0 = time.perf_counter()
-            for future in [pool.submit(worker, n) for n in shares if n]:
-                future.result()
-            return time.perf_counter() - t0
-
+        wsgi = inprocess.wsgi_app()
+        time_func = benchkit.threaded(args.concurrency, lambda: checked(inprocess.call_wsgi(wsgi, path, query)[0]))
     else:
-        app = inprocess.asgi_app()
-        loop = asyncio.new_event_loop()
+        asgi = inprocess.asgi_app()
 
-        async def task(n: int) -> None:
-            for _ in range(n):
-                status, _body, _headers = await inprocess.call_asgi(app, path, query)
-                if status != 200:
-                    raise RuntimeError(f"{path} returned {status}")
+        async def one() -> None:
+            checked((await inprocess.call_asgi(asgi, path, query))[0])
 
-        async def batch(loops: int) -> None:
-            shares = [loops // concurrency + (1 if i < loops % concurrency else 0) for i in range(concurrency)]
-            await asyncio.gather(*(task(n) for n in shares if n))
-
-        loop.run_until_complete(batch(concurrency))
-
-        def time_func(loops: int) -> float:
-            t0 = time.perf_counter()
-            loop.run_until_complete(batch(loops))
-            return time.perf_counter() - t0
-
+        time_func = benchkit.tasks(args.concurrency, one)
     runner.bench_time_func(args.bench_name, time_func)
 
 

@@ -15,7 +15,7 @@ from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 
 from shop import upstream_clients as clients
-from shop.endpoints.common import BadParam, bad_request, bridge, choice_param, int_param, json_response
+from shop.endpoints.common import bridge, choice_param, int_param, json_response, with_params
 from shop.models import Account
 
 FLAG_KEY = "flag:usage-based-invoices"
@@ -48,42 +48,34 @@ def read_flag() -> bool:
     return bool(cache.get_or_set(FLAG_KEY, True, timeout=None))
 
 
-def sync_view(request: HttpRequest) -> HttpResponse:
-    try:
-        account_id, latency, _client = params(request)
-    except BadParam as exc:
-        return bad_request(exc)
+@with_params(params)
+def sync_view(request: HttpRequest, parsed: Any) -> HttpResponse:
+    account_id, latency, _client = parsed
     return json_response(body(load_account(account_id), read_flag(), clients.sync_get(latency)))
 
 
-async def async_view(request: HttpRequest) -> HttpResponse:
-    try:
-        account_id, latency, client = params(request)
-    except BadParam as exc:
-        return bad_request(exc)
+@with_params(params)
+async def async_view(request: HttpRequest, parsed: Any) -> HttpResponse:
+    account_id, latency, client = parsed
     account = await Account.objects.select_related("plan").aget(pk=account_id)
     flag = bool(await cache.aget_or_set(FLAG_KEY, True, timeout=None))
     return json_response(body(account, flag, await clients.async_get(latency, client)))
 
 
-async def bridged_view(request: HttpRequest) -> HttpResponse:
-    try:
-        account_id, latency, _client = params(request)
-    except BadParam as exc:
-        return bad_request(exc)
+@with_params(params)
+async def bridged_view(request: HttpRequest, parsed: Any) -> HttpResponse:
+    account_id, latency, _client = parsed
     account = await bridge(request, load_account)(account_id)
     flag = await bridge(request, read_flag)()
     billing = await bridge(request, clients.sync_get)(latency)
     return json_response(body(account, flag, billing))
 
 
-async def asyncdb_view(request: HttpRequest) -> HttpResponse:
+@with_params(params)
+async def asyncdb_view(request: HttpRequest, parsed: Any) -> HttpResponse:
     """The destination state: the account read on a real async connection (the cache is
     still Django's, whose async API wraps the sync one)."""
-    try:
-        account_id, latency, client = params(request)
-    except BadParam as exc:
-        return bad_request(exc)
+    account_id, latency, client = parsed
     account = await Account.async_objects.select_related("plan").aget(pk=account_id)  # type: ignore[attr-defined]
     flag = bool(await cache.aget_or_set(FLAG_KEY, True, timeout=None))
     return json_response(body(account, flag, await clients.async_get(latency, client)))

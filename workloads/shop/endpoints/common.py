@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -43,6 +45,40 @@ def json_response(data: Any) -> HttpResponse:
 
 def bad_request(exc: BadParam) -> HttpResponse:
     return HttpResponse(json.dumps({"error": str(exc)}), status=400, content_type="application/json")
+
+
+def with_params(parse: Callable[[HttpRequest], Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Parse the view's query parameters first; a bad one is a 400 naming it.
+
+    Keeps a coroutine view a coroutine function, so Django still sees it as async.
+    """
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        if inspect.iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def async_wrapper(request: HttpRequest) -> HttpResponse:
+                try:
+                    parsed = parse(request)
+                except BadParam as exc:
+                    return bad_request(exc)
+                response: HttpResponse = await view(request, parsed)
+                return response
+
+            return async_wrapper
+
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest) -> HttpResponse:
+            try:
+                parsed = parse(request)
+            except BadParam as exc:
+                return bad_request(exc)
+            response: HttpResponse = view(request, parsed)
+            return response
+
+        return wrapper
+
+    return decorate
 
 
 def bridge(request: HttpRequest, func: Callable[..., T]) -> Callable[..., Any]:

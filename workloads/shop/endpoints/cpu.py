@@ -7,7 +7,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
-from shop.endpoints.common import BadParam, bad_request, bridge, int_param, json_response
+from shop.endpoints.common import bridge, int_param, json_response, with_params
 
 ROLES = ("viewer", "editor", "admin", "billing")
 ACTIONS = ("read", "write", "delete", "invoice")
@@ -36,27 +36,18 @@ def params(request: HttpRequest) -> int:
     return int_param(request, "work", 200, 1, 100_000)
 
 
-def sync_view(request: HttpRequest) -> HttpResponse:
-    try:
-        work = params(request)
-    except BadParam as exc:
-        return bad_request(exc)
+@with_params(params)
+def sync_view(request: HttpRequest, work: Any) -> HttpResponse:
     return json_response(compute(work))
 
 
-async def async_view(request: HttpRequest) -> HttpResponse:
-    try:
-        work = params(request)
-    except BadParam as exc:
-        return bad_request(exc)
+@with_params(params)
+async def async_view(request: HttpRequest, work: Any) -> HttpResponse:
     return json_response(compute(work))
 
 
-async def bridged_view(request: HttpRequest) -> HttpResponse:
-    try:
-        work = params(request)
-    except BadParam as exc:
-        return bad_request(exc)
+@with_params(params)
+async def bridged_view(request: HttpRequest, work: Any) -> HttpResponse:
     return json_response(await bridge(request, compute)(work))
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 
-from shop.endpoints.common import BadParam, bad_request, bridge, int_param, json_response
+from shop.endpoints.common import bridge, int_param, json_response, with_params
 from shop.models import Account, Book, Order
 
 ACCOUNT_ID = 3
@@ -37,19 +37,13 @@ def write_sync(quantity: int) -> dict[str, Any]:
     return {"created": True, "status": order.status, "quantity": order.quantity, "book": BOOK_ID}
 
 
-def sync_view(request: HttpRequest) -> HttpResponse:
-    try:
-        quantity = params(request)
-    except BadParam as exc:
-        return bad_request(exc)
+@with_params(params)
+def sync_view(request: HttpRequest, quantity: Any) -> HttpResponse:
     return json_response(write_sync(quantity))
 
 
-async def async_view(request: HttpRequest) -> HttpResponse:
-    try:
-        quantity = params(request)
-    except BadParam as exc:
-        return bad_request(exc)
+@with_params(params)
+async def async_view(request: HttpRequest, quantity: Any) -> HttpResponse:
     return json_response(await bridge(request, write_sync)(quantity))
 
 
@@ -69,9 +63,6 @@ async def write_asyncdb(quantity: int) -> dict[str, Any]:
     return {"created": True, "status": order.status, "quantity": order.quantity, "book": BOOK_ID}
 
 
-async def asyncdb_view(request: HttpRequest) -> HttpResponse:
-    try:
-        quantity = params(request)
-    except BadParam as exc:
-        return bad_request(exc)
+@with_params(params)
+async def asyncdb_view(request: HttpRequest, quantity: Any) -> HttpResponse:
     return json_response(await write_asyncdb(quantity))

@@ -14,7 +14,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 
 from shop import upstream_clients as clients
-from shop.endpoints.common import BadParam, bad_request, bridge, choice_param, int_param, json_response
+from shop.endpoints.common import bridge, choice_param, int_param, json_response, with_params
 
 
 def params(request: HttpRequest) -> tuple[int, int, str, str]:
@@ -37,19 +37,15 @@ def fetch_sync(k: int, latency: int, mode: str) -> list[bytes]:
     return [clients.sync_get(latency) for _ in range(k)]
 
 
-def sync_view(request: HttpRequest) -> HttpResponse:
-    try:
-        k, latency, mode, _client = params(request)
-    except BadParam as exc:
-        return bad_request(exc)
+@with_params(params)
+def sync_view(request: HttpRequest, parsed: Any) -> HttpResponse:
+    k, latency, mode, _client = parsed
     return json_response(body(k, mode, fetch_sync(k, latency, mode)))
 
 
-async def async_view(request: HttpRequest) -> HttpResponse:
-    try:
-        k, latency, mode, client = params(request)
-    except BadParam as exc:
-        return bad_request(exc)
+@with_params(params)
+async def async_view(request: HttpRequest, parsed: Any) -> HttpResponse:
+    k, latency, mode, client = parsed
     if mode == "fanout":
         bodies = list(await asyncio.gather(*(clients.async_get(latency, client) for _ in range(k))))
     else:
@@ -57,11 +53,9 @@ async def async_view(request: HttpRequest) -> HttpResponse:
     return json_response(body(k, mode, bodies))
 
 
-async def bridged_view(request: HttpRequest) -> HttpResponse:
-    try:
-        k, latency, mode, _client = params(request)
-    except BadParam as exc:
-        return bad_request(exc)
+@with_params(params)
+async def bridged_view(request: HttpRequest, parsed: Any) -> HttpResponse:
+    k, latency, mode, _client = parsed
     if mode == "fanout":
         bodies = await bridge(request, fetch_sync)(k, latency, mode)
     else:

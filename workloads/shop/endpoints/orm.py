@@ -11,7 +11,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 
-from shop.endpoints.common import BadParam, bad_request, bridge, choice_param, int_param, json_response
+from shop.endpoints.common import bridge, choice_param, int_param, json_response, with_params
 from shop.models import Author, Book
 
 
@@ -52,33 +52,25 @@ async def fetch_asyncdb(n: int, mode: str) -> list[tuple[str, str]]:
     return rows
 
 
-def sync_view(request: HttpRequest) -> HttpResponse:
-    try:
-        n, mode = params(request)
-    except BadParam as exc:
-        return bad_request(exc)
+@with_params(params)
+def sync_view(request: HttpRequest, parsed: Any) -> HttpResponse:
+    n, mode = parsed
     return json_response(body(fetch_sync(n, mode)))
 
 
-async def async_view(request: HttpRequest) -> HttpResponse:
-    try:
-        n, mode = params(request)
-    except BadParam as exc:
-        return bad_request(exc)
+@with_params(params)
+async def async_view(request: HttpRequest, parsed: Any) -> HttpResponse:
+    n, mode = parsed
     return json_response(body(await fetch_async(n, mode)))
 
 
-async def bridged_view(request: HttpRequest) -> HttpResponse:
-    try:
-        n, mode = params(request)
-    except BadParam as exc:
-        return bad_request(exc)
+@with_params(params)
+async def bridged_view(request: HttpRequest, parsed: Any) -> HttpResponse:
+    n, mode = parsed
     return json_response(body(await bridge(request, fetch_sync)(n, mode)))
 
 
-async def asyncdb_view(request: HttpRequest) -> HttpResponse:
-    try:
-        n, mode = params(request)
-    except BadParam as exc:
-        return bad_request(exc)
+@with_params(params)
+async def asyncdb_view(request: HttpRequest, parsed: Any) -> HttpResponse:
+    n, mode = parsed
     return json_response(body(await fetch_asyncdb(n, mode)))

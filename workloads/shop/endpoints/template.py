@@ -7,7 +7,7 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
-from shop.endpoints.common import BadParam, bad_request, bridge, int_param
+from shop.endpoints.common import bridge, int_param, with_params
 from shop.models import Author, Book
 
 AUTHOR_ID = 7
@@ -48,34 +48,22 @@ async def context_asyncdb(rows: int) -> tuple[Any, int, int, list[Any]]:
     return author, total, mine, books
 
 
-def sync_view(request: HttpRequest) -> HttpResponse:
-    try:
-        rows = params(request)
-    except BadParam as exc:
-        return bad_request(exc)
+@with_params(params)
+def sync_view(request: HttpRequest, rows: Any) -> HttpResponse:
     return HttpResponse(render(*context_sync(rows)))
 
 
-async def async_view(request: HttpRequest) -> HttpResponse:
-    try:
-        rows = params(request)
-    except BadParam as exc:
-        return bad_request(exc)
+@with_params(params)
+async def async_view(request: HttpRequest, rows: Any) -> HttpResponse:
     # Rendering touches no lazy relation (select_related above), so it is safe in async code.
     return HttpResponse(render(*await context_async(rows)))
 
 
-async def bridged_view(request: HttpRequest) -> HttpResponse:
-    try:
-        rows = params(request)
-    except BadParam as exc:
-        return bad_request(exc)
+@with_params(params)
+async def bridged_view(request: HttpRequest, rows: Any) -> HttpResponse:
     return HttpResponse(render(*await bridge(request, context_sync)(rows)))
 
 
-async def asyncdb_view(request: HttpRequest) -> HttpResponse:
-    try:
-        rows = params(request)
-    except BadParam as exc:
-        return bad_request(exc)
+@with_params(params)
+async def asyncdb_view(request: HttpRequest, rows: Any) -> HttpResponse:
     return HttpResponse(render(*await context_asyncdb(rows)))
