@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -115,6 +116,7 @@ class Runner:
         self._http_runs: dict[tuple[str, str], list[pyperf.Run]] = {}
         self.variants: tuple[str, ...] = plan.variants
         self.crossing_benchmarks: dict[str, list[pyperf.Benchmark]] = {}
+        self.overhead_benchmarks: dict[str, list[pyperf.Benchmark]] = {}
 
     # -- helpers ---------------------------------------------------------------
 
@@ -147,6 +149,8 @@ class Runner:
         probes = len({self._probe_key(self.envs[0], c) for c in cells})
         per_cell = [1 if c.tier == "handler" else self.plan.repeats for c in cells]
         crossings = len(CROSSING_KINDS) * len(self.crossing_concurrency)
+        if self.crossing_concurrency and any(c.tier == "handler" and c.variant == "async" for c in cells):
+            crossings += 1  # the crossing-counter overhead cell
         return len(self.envs) * (probes + sum(per_cell) + crossings)
 
     def _common_metadata(self, env: WorkloadEnv, cell: Cell) -> dict[str, Any]:
@@ -333,11 +337,16 @@ class Runner:
             return None, f"pyperf exited {code}: {tail(log_path, 3)}", seconds
         return out, "", seconds
 
-    def run_handler(self, cell: Cell, env: WorkloadEnv) -> CellRecord:
+    def run_handler(self, cell: Cell, env: WorkloadEnv, *, count_crossings: bool = False) -> CellRecord:
+        """One handler-tier cell; with ``count_crossings`` the same cell with the crossing
+        counter on, to measure what the counter itself costs."""
         name = env.interpreter.spec_name
-        tag = f"{name}-{cell.bench_name.replace('/', '-')}"
+        bench_name = cell.bench_name + ("/crossing-counter" if count_crossings else "")
+        tag = f"{name}-{bench_name.replace('/', '-')}"
         gil_dir = self._gil_dir(tag)
-        vars_ = self._env_vars(env, gil_dir, cell.middleware)
+        vars_ = self._env_vars(env, gil_dir, cell.middleware, cell.interface)
+        if count_crossings:
+            vars_["LAB_CROSSINGS"] = "1"
         args = [
             "--variant",
             cell.variant,
@@ -348,9 +357,10 @@ class Runner:
             "--concurrency",
             str(cell.concurrency),
             "--bench-name",
-            cell.bench_name,
+            bench_name,
         ]
         record = CellRecord.of(cell, name, repeat=0)
+        record.bench_name = bench_name
         out, error, record.wall_s = self.run_pyperf(env, "bench_handler.py", args, tag, vars_)
         if out is None:
             record.status, record.reason = "failed", error
@@ -366,10 +376,25 @@ class Runner:
                 "lab_reason": judged.reason or "-",
             }
         )
-        self.benchmarks[name].append(bench)
+        if count_crossings:
+            bench.update_metadata({"lab_crossing_counter": 1})
+            self.overhead_benchmarks.setdefault(name, []).append(bench)
+        else:
+            self.benchmarks[name].append(bench)
         if judged.status != "ok":
             record.status, record.reason = judged.status, judged.reason
         return record
+
+    def measure_counter_overhead(self, handler_cells: list[Cell]) -> None:
+        """Re-run one async handler cell with the crossing counter on (when the plan has
+        crossing microbenchmarks), so the report can say what counting costs per request."""
+        candidates = [c for c in handler_cells if c.variant == "async"]
+        if not self.crossing_concurrency or not candidates:
+            return
+        cell = min(candidates, key=lambda c: c.concurrency)
+        for env in self.envs:
+            self.on_progress(f"{cell.bench_name} with the crossing counter on {env.interpreter.spec_name}")
+            self._keep(self.run_handler(cell, env, count_crossings=True))
 
     # -- crossing microbenchmarks --------------------------------------------------
 
@@ -503,6 +528,9 @@ class Runner:
                         )
                         continue
                     metadata = self._http_metadata(env, cell, repeat, config.metadata(), load, usage, upstream_cpu)
+                    if metadata["load_errors"]:
+                        # Say why requests failed while the server's log is at hand.
+                        metadata["load_error_samples"] += f" | server log: {server.log_tail(4)[-600:]}"
                     pending[-1] = (cell, record, metadata)
         except LabError as exc:  # the server did not start: every cell of the batch fails
             for cell in cells[len(pending) :]:
@@ -613,6 +641,7 @@ class Runner:
                         self._keep(record)
                     else:
                         self._keep(self.run_handler(cell, env))
+            self.measure_counter_overhead([c for c in runnable if c.tier == "handler"])
             for index, (kind, concurrency) in enumerate(
                 (k, c) for k in CROSSING_KINDS for c in self.crossing_concurrency
             ):
@@ -635,6 +664,9 @@ class Runner:
     def write(self, plan_path_note: str) -> None:
         raw = self.stage / "raw"
         raw.mkdir(parents=True, exist_ok=True)
+        # Server, seed and pyperf logs: small, and the first place to look when a cell failed.
+        if (self.work / "logs").is_dir():
+            shutil.copytree(self.work / "logs", self.stage / "logs", dirs_exist_ok=True)
         for env in self.envs:
             name = env.interpreter.spec_name
             benches = self.benchmarks[name]
@@ -642,11 +674,12 @@ class Runner:
                 tmp = raw / f".{name}.json.tmp"
                 pyperf.BenchmarkSuite(benches).dump(str(tmp), replace=True)
                 tmp.rename(raw / f"{name}.json")
-            if self.crossing_benchmarks.get(name):
-                (raw / "crossings").mkdir(exist_ok=True)
-                tmp = raw / "crossings" / f".{name}.json.tmp"
-                pyperf.BenchmarkSuite(self.crossing_benchmarks[name]).dump(str(tmp), replace=True)
-                tmp.rename(raw / "crossings" / f"{name}.json")
+            for subdir, store in (("crossings", self.crossing_benchmarks), ("overhead", self.overhead_benchmarks)):
+                if store.get(name):
+                    (raw / subdir).mkdir(exist_ok=True)
+                    tmp = raw / subdir / f".{name}.json.tmp"
+                    pyperf.BenchmarkSuite(store[name]).dump(str(tmp), replace=True)
+                    tmp.rename(raw / subdir / f"{name}.json")
         cells_doc = {
             "format_version": FORMAT_VERSION,
             "plan": asdict(self.plan),

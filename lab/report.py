@@ -113,6 +113,39 @@ def crossing_table(run_dir: Path) -> pd.DataFrame:
     return wide
 
 
+def counter_overhead(run_dir: Path, data: RunData) -> list[str]:
+    """What the crossing counter costs: the same handler cell with and without it."""
+    lines: list[str] = []
+    for path in sorted((run_dir / "raw" / "overhead").glob("*.json")):
+        for bench in pyperf.BenchmarkSuite.load(str(path)):
+            md = bench.get_metadata()
+            counted = [1.0 / v for v in bench.get_values()]
+            df = data.values
+            plain = df[
+                (df["tier"] == "handler")
+                & (df["interpreter"] == md["lab_interpreter"])
+                & (df["point"] == md["lab_point"])
+                & (df["variant"] == md["lab_variant"])
+                & (df["concurrency"] == int(md["lab_concurrency"]))
+            ]["throughput_rps"].tolist()
+            if not plain:
+                continue
+            ratio, low, high = ratio_ci(plain, counted)
+            interval = "" if math.isnan(low) else f" [{(low - 1) * 100:+.1f}%, {(high - 1) * 100:+.1f}%]"
+            lines.append(
+                f"- {md['lab_interpreter']}, handler {md['lab_point']} {md['lab_variant']} at concurrency "
+                f"{md['lab_concurrency']}: time per request {(ratio - 1) * 100:+.1f}%{interval} with the counter on."
+            )
+    if lines:
+        lines = [
+            "",
+            "Crossing counter overhead (measurement runs keep it off; the counts come from a probe pass):",
+            "",
+            *lines,
+        ]
+    return lines
+
+
 def _server_label(md: dict[str, Any]) -> str:
     kind = md.get("server_kind")
     if not kind:
@@ -401,6 +434,7 @@ def markdown(
                 f"{_fmt(r.get('gil_io_fraction', math.nan), 2)} | {_fmt(r.get('ft_sync_p50_ms', math.nan), 2)} | "
                 f"{_fmt(r.get('ft_io_fraction', math.nan), 2)} |"
             )
+    lines += counter_overhead(data.run_dir, data)
     if not crossings.empty:
         lines += [
             "",

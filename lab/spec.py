@@ -55,8 +55,9 @@ ENDPOINT_PARAMS: dict[str, dict[str, tuple[int, int] | tuple[str, ...]]] = {
         "latency": (0, 10_000),
         "mode": ("sequential", "fanout"),
         "client": ("httpx", "aiohttp"),
+        "dist": ("fixed", "exp"),
     },
-    "billing": {"account": (1, 200), "latency": (0, 10_000), "client": ("httpx", "aiohttp")},
+    "billing": {"account": (1, 200), "latency": (0, 10_000), "client": ("httpx", "aiohttp"), "dist": ("fixed", "exp")},
     "crud": {"quantity": (1, 1_000)},
 }
 UPSTREAM_ENDPOINTS = frozenset({"external", "billing"})

@@ -1,6 +1,8 @@
 """Upstream simulator: a small asyncio HTTP/1.1 server standing in for external APIs.
 
-Answers ``GET /?ms=L`` after L milliseconds with a fixed JSON body. Started and stopped
+Answers ``GET /?ms=L`` after L milliseconds with a fixed JSON body; ``&dist=exp`` draws each
+delay from an exponential distribution of mean L (capped at 10 L, seeded, so every run sees
+the same sequence of delays), for upstreams with a long tail. Started and stopped
 by the lab as its own process on the standard interpreter, loopback only; its CPU time
 is sampled like the server's so it is never the bottleneck unnoticed. Hand-written
 because it must stay cheap (a few lines per request on 2 shared cores) and have no
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import sys
 from urllib.parse import parse_qs, urlsplit
 
@@ -21,15 +24,23 @@ HEADERS = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length:
 BAD = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
 
 
-def latency_of(target: bytes) -> float | None:
-    """Seconds to wait for a request target like ``/?ms=20``; None if malformed."""
+DISTRIBUTIONS = ("fixed", "exp")
+SEED = 20261130
+_rng = random.Random(SEED)
+
+
+def latency_of(target: bytes, rng: random.Random = _rng) -> float | None:
+    """Seconds to wait for a request target like ``/?ms=20&dist=exp``; None if malformed."""
     query = parse_qs(urlsplit(target.decode("latin-1")).query)
     try:
         ms = float(query.get("ms", ["0"])[0])
     except ValueError:
         return None
-    if not 0 <= ms <= MAX_LATENCY_MS:
+    dist = query.get("dist", ["fixed"])[0]
+    if not 0 <= ms <= MAX_LATENCY_MS or dist not in DISTRIBUTIONS:
         return None
+    if dist == "exp" and ms > 0:
+        ms = min(rng.expovariate(1 / ms), 10 * ms)
     return ms / 1000
 
 

@@ -140,8 +140,11 @@ def test_smoke_compare_writes_pyperf_json_and_table(envs: list[WorkloadEnv], tmp
     assert compared.returncode == 0, compared.stderr
 
     cells = json.loads((run / "cells.json").read_text())
-    # handler: 1 mix x 3 variants; http: 2 mixes x 3 variants; 4 crossing kinds; each on 2 interpreters.
-    assert len(cells["cells"]) == 2 * (3 + 6 + 4)
+    # handler: 1 mix x 3 variants, plus the crossing-counter overhead cell; http: 2 mixes x 3 variants;
+    # 4 crossing kinds; each on 2 interpreters.
+    assert len(cells["cells"]) == 2 * (3 + 1 + 6 + 4)
+    assert "Crossing counter overhead" in (run / "report.md").read_text()
+    assert (run / "logs").is_dir()
     assert sorted(p.name for p in (run / "raw" / "crossings").glob("*.json")) == [
         "cpython-3.13.json",
         "cpython-3.13t.json",

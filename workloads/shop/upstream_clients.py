@@ -29,11 +29,11 @@ _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
-def upstream_url(latency_ms: int) -> str:
+def upstream_url(latency_ms: int, dist: str = "fixed") -> str:
     base = os.environ.get("LAB_UPSTREAM_URL")
     if not base:
         raise RuntimeError("LAB_UPSTREAM_URL is not set: the lab starts the upstream simulator and sets it")
-    return f"{base}/?ms={latency_ms}"
+    return f"{base}/?ms={latency_ms}" + ("" if dist == "fixed" else f"&dist={dist}")
 
 
 def sync_client() -> httpx.Client:
@@ -44,8 +44,8 @@ def sync_client() -> httpx.Client:
         return _sync_client
 
 
-def sync_get(latency_ms: int) -> bytes:
-    response = sync_client().get(upstream_url(latency_ms))
+def sync_get(latency_ms: int, dist: str = "fixed") -> bytes:
+    response = sync_client().get(upstream_url(latency_ms, dist))
     response.raise_for_status()
     return response.content
 
@@ -58,7 +58,7 @@ def fanout_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-async def async_get(latency_ms: int, client_kind: str = "httpx") -> bytes:
+async def async_get(latency_ms: int, client_kind: str = "httpx", dist: str = "fixed") -> bytes:
     loop = asyncio.get_running_loop()
     key = (id(loop), client_kind)
     client = _async_clients.get(key)
@@ -71,10 +71,10 @@ async def async_get(latency_ms: int, client_kind: str = "httpx") -> bytes:
             client = httpx.AsyncClient(timeout=TIMEOUT_S, limits=LIMITS)
         _async_clients[key] = client
     if client_kind == "aiohttp":
-        async with client.get(upstream_url(latency_ms)) as response:
+        async with client.get(upstream_url(latency_ms, dist)) as response:
             response.raise_for_status()
             body: bytes = await response.read()
             return body
-    response = await client.get(upstream_url(latency_ms))
+    response = await client.get(upstream_url(latency_ms, dist))
     response.raise_for_status()
     return bytes(response.content)

@@ -21,11 +21,12 @@ from shop.models import Account
 FLAG_KEY = "flag:usage-based-invoices"
 
 
-def params(request: HttpRequest) -> tuple[int, int, str]:
+def params(request: HttpRequest) -> tuple[int, int, str, str]:
     return (
         int_param(request, "account", 42, 1, 200),
         int_param(request, "latency", 20, 0, 10_000),
         choice_param(request, "client", "httpx", ("httpx", "aiohttp")),
+        choice_param(request, "dist", "fixed", ("fixed", "exp")),
     )
 
 
@@ -50,24 +51,24 @@ def read_flag() -> bool:
 
 @with_params(params)
 def sync_view(request: HttpRequest, parsed: Any) -> HttpResponse:
-    account_id, latency, _client = parsed
-    return json_response(body(load_account(account_id), read_flag(), clients.sync_get(latency)))
+    account_id, latency, _client, dist = parsed
+    return json_response(body(load_account(account_id), read_flag(), clients.sync_get(latency, dist)))
 
 
 @with_params(params)
 async def async_view(request: HttpRequest, parsed: Any) -> HttpResponse:
-    account_id, latency, client = parsed
+    account_id, latency, client, dist = parsed
     account = await Account.objects.select_related("plan").aget(pk=account_id)
     flag = bool(await cache.aget_or_set(FLAG_KEY, True, timeout=None))
-    return json_response(body(account, flag, await clients.async_get(latency, client)))
+    return json_response(body(account, flag, await clients.async_get(latency, client, dist)))
 
 
 @with_params(params)
 async def bridged_view(request: HttpRequest, parsed: Any) -> HttpResponse:
-    account_id, latency, _client = parsed
+    account_id, latency, _client, dist = parsed
     account = await bridge(request, load_account)(account_id)
     flag = await bridge(request, read_flag)()
-    billing = await bridge(request, clients.sync_get)(latency)
+    billing = await bridge(request, clients.sync_get)(latency, dist)
     return json_response(body(account, flag, billing))
 
 
@@ -75,7 +76,7 @@ async def bridged_view(request: HttpRequest, parsed: Any) -> HttpResponse:
 async def asyncdb_view(request: HttpRequest, parsed: Any) -> HttpResponse:
     """The destination state: the account read on a real async connection (the cache is
     still Django's, whose async API wraps the sync one)."""
-    account_id, latency, client = parsed
+    account_id, latency, client, dist = parsed
     account = await Account.async_objects.select_related("plan").aget(pk=account_id)  # type: ignore[attr-defined]
     flag = bool(await cache.aget_or_set(FLAG_KEY, True, timeout=None))
-    return json_response(body(account, flag, await clients.async_get(latency, client)))
+    return json_response(body(account, flag, await clients.async_get(latency, client, dist)))
