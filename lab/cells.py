@@ -23,6 +23,18 @@ VARIANT_VIEW: dict[Variant, str] = {
     "sync-on-asgi": "sync",
     "async-db": "asyncdb",
 }
+# The kinds workloads/bench_crossings.py measures, then the HTTP client kinds
+# workloads/bench_clients.py measures (one call to the upstream simulator at 0 ms).
+CROSSING_KINDS = (
+    "direct",
+    "sync_to_async",
+    "sync_to_async-ts-off",
+    "async_to_sync",
+    "executor",
+    "client/httpx-sync",
+    "client/httpx-async",
+    "client/aiohttp",
+)
 # Seconds a server needs to start and stop, for the duration estimate.
 SERVER_OVERHEAD_S = 3.0
 
@@ -112,7 +124,8 @@ def estimate_seconds(plan: Plan, cells: list[Cell], interpreters: int, *, with_c
     # pyperf: calibration plus (warmups + values) x min_time per worker, ~1 s start-up each.
     per_proc = 1.0 + (plan.handler_warmups + plan.handler_values + 2) * plan.handler_min_time
     pyperf_seconds = plan.handler_processes * per_proc + 2.0
-    crossing_runs = 4 * len(plan.crossing_concurrency) if with_crossings else 0  # four crossing kinds
+    # Every crossing/client kind at every caller count, plus the crossing-counter overhead cell.
+    crossing_runs = (len(CROSSING_KINDS) * len(plan.crossing_concurrency) + 1) if with_crossings else 0
     total = interpreters * pyperf_seconds * crossing_runs
     for cell in cells:
         if cell.tier == "handler":

@@ -29,6 +29,7 @@ from lab import __version__
 if TYPE_CHECKING:
     import pandas as pd
 from lab.build import EXTERNAL_WARNING, SOURCE_ENV, Interpreter, ensure_built, use_external
+from lab.cache import parse_cache
 from lab.database import parse_database
 from lab.errors import LabError, MeasurementFailed, SpecError
 from lab.spec import (
@@ -123,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
         "Debian's postgresql package) or postgres://USER@127.0.0.1:PORT/DB",
     )
     p.add_argument(
+        "--cache",
+        default="locmem",
+        metavar="CACHE",
+        help="locmem (Django's local-memory cache, default), redis-local (a throwaway redis-server started for "
+        "the run; needs Debian's redis-server package) or redis://127.0.0.1:PORT/DB",
+    )
+    p.add_argument(
         "--variant",
         action="append",
         default=None,
@@ -209,6 +217,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     plan = load_plan(args.plan)
     database = parse_database(args.database)
+    cache = parse_cache(args.cache)
     if args.server_cpus is not None:
         try:
             cpus = tuple(int(c) for c in args.server_cpus.split(",") if c.strip())
@@ -245,7 +254,16 @@ def cmd_compare(args: argparse.Namespace) -> int:
     console.print(f"plan [bold]{plan.name}[/]: {plan.description}; estimated {estimate / 60:.1f} min")
     started = time.monotonic()
     try:
-        runner = Runner(plan, envs, stage, port=args.port, database=database, django=args.django, only_mixes=only_mixes)
+        runner = Runner(
+            plan,
+            envs,
+            stage,
+            port=args.port,
+            database=database,
+            cache=cache,
+            django=args.django,
+            only_mixes=only_mixes,
+        )
         try:
             with progress_reporter(runner.total_steps(), quiet=args.quiet) as runner.on_progress:
                 records = runner.run()

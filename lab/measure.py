@@ -26,7 +26,8 @@ from typing import Any
 import pyperf
 
 from lab import FORMAT_VERSION
-from lab.cells import VARIANT_INTERFACE, Cell, CellRecord, cells_of
+from lab.cache import LOCMEM, CacheChoice, local_redis
+from lab.cells import CROSSING_KINDS, VARIANT_INTERFACE, Cell, CellRecord, cells_of
 from lab.database import DatabaseChoice, local_postgres
 from lab.envs import WORKLOADS_DIR, WorkloadEnv
 from lab.errors import LabError, SpecError
@@ -42,8 +43,6 @@ log = logging.getLogger("lab.measure")
 # A cell whose error rate exceeds this is failed, not merely slow.
 MAX_ERROR_RATE = 0.01
 LAB_ROOT = Path(__file__).resolve().parent.parent
-# The kinds workloads/bench_crossings.py measures.
-CROSSING_KINDS = ("sync_to_async", "sync_to_async-ts-off", "async_to_sync", "executor")
 # aiohttp and its helpers ship C speedups for 3.13 but run pure Python on 3.13t; turning
 # them off on both keeps the measured stack identical (recorded as lab_c_speedups).
 SAME_STACK_ENV = {
@@ -90,6 +89,7 @@ class Runner:
         *,
         port: int | None,
         database: DatabaseChoice,
+        cache: CacheChoice = LOCMEM,
         django: str = "6.1",
         only_mixes: tuple[str, ...] | None = None,
     ) -> None:
@@ -97,6 +97,8 @@ class Runner:
         self.database = database
         self.django = django
         self.database_url = database.url
+        self.cache = cache
+        self.cache_url = cache.url
         self.envs = envs
         self.stage = stage_dir
         self.port = port
@@ -133,6 +135,7 @@ class Runner:
             "PYTHONPATH": str(WORKLOADS_DIR),
             **SAME_STACK_ENV,
             **({"LAB_DATABASE_URL": self.database_url, "PSYCOPG_IMPL": "python"} if self.database_url else {}),
+            **({"LAB_CACHE_URL": self.cache_url} if self.cache_url else {}),
         }
 
     def _gil_dir(self, name: str) -> Path:
@@ -167,6 +170,8 @@ class Runner:
             "lab_variant": cell.variant,
             "lab_middleware": cell.middleware,
             "lab_database": self.database.label,
+            "lab_psycopg_impl": "python" if self.database.kind == "postgres" else "-",
+            "lab_cache": self.cache.label,
             "lab_cpu_layout": layout_label(self.server_cpus, self.helper_cpus),
             "lab_concurrency": cell.concurrency,
             "lab_format_version": FORMAT_VERSION,
@@ -195,7 +200,8 @@ class Runner:
     @contextlib.contextmanager
     def upstream_running(self) -> Iterator[None]:
         """The upstream simulator, for the whole run, if any cell calls it."""
-        if not any(c.point.needs_upstream for c in self.cells):
+        # The client benchmarks call the upstream too.
+        if not self.crossing_concurrency and not any(c.point.needs_upstream for c in self.cells):
             yield
             return
         port = free_port()
@@ -244,6 +250,16 @@ class Runner:
             return
         with local_postgres(self.work, free_port()) as url:
             self.database_url = url
+            yield
+
+    @contextlib.contextmanager
+    def cache_running(self) -> Iterator[None]:
+        """A throwaway redis-server for the run when --cache redis-local."""
+        if not self.cache.managed:
+            yield
+            return
+        with local_redis(self.work, free_port()) as url:
+            self.cache_url = url
             yield
 
     @staticmethod
@@ -414,8 +430,10 @@ class Runner:
             status="ok",
             bench_name=bench_name,
         )
-        args = ["--kind", kind, "--concurrency", str(concurrency), "--bench-name", bench_name]
-        out, error, record.wall_s = self.run_pyperf(env, "bench_crossings.py", args, tag, self._env_vars(env, gil_dir))
+        client = kind.removeprefix("client/")
+        script = "bench_clients.py" if client != kind else "bench_crossings.py"
+        args = ["--kind", client, "--concurrency", str(concurrency), "--bench-name", bench_name]
+        out, error, record.wall_s = self.run_pyperf(env, script, args, tag, self._env_vars(env, gil_dir))
         if out is None:
             record.status, record.reason = "failed", error
             return record
@@ -623,7 +641,7 @@ class Runner:
                 record.status, record.reason = "skipped", reason
                 self.records.append(record)
         self.variants = tuple(dict.fromkeys(c.variant for c in runnable))
-        with self.database_running(), self.upstream_running():
+        with self.database_running(), self.cache_running(), self.upstream_running():
             self.seed()
             to_probe = {self._probe_key(self.envs[0], c)[1:]: c for c in runnable}
             for env in self.envs:

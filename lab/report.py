@@ -76,6 +76,9 @@ def load_run(run_dir: Path) -> RunData:
                             "p99_ms": float(md["latency_p99_ms"]) if "latency_p99_ms" in md else math.nan,
                             "server_cpu_ms_per_req": float(md.get("server_cpu_ms_per_req", math.nan)),
                             "load_cpu_share": float(md.get("load_cpu_share", math.nan)),
+                            "upstream_cpu_share": float(md["upstream_cpu_s"]) / float(md["server_cpu_s"])
+                            if float(md.get("server_cpu_s", 0) or 0) > 0 and "upstream_cpu_s" in md
+                            else math.nan,
                             "server_config": _server_label(md),
                         }
                     )
@@ -277,7 +280,8 @@ def decision_lines(data: RunData, slo_ms: float) -> list[str]:
                     f"- {r['mix']} on {who}: async never out-serves sync up to {r['param']}={r['max_value']:g} ms."
                 )
             else:
-                span = f"{_fmt(r['earliest'], 1)}…{_fmt(r['latest'], 1)}"
+                latest = f">{r['max_value']:g}" if math.isnan(r["latest"]) else f"{r['latest']:.1f}"
+                span = f"{_fmt(r['earliest'], 1)}…{latest}"
                 lines.append(
                     f"- {r['mix']} on {who}: async ≥ sync from {r['param']} ≈ {r['break_even']:.1f} ms "
                     f"(interval {span} ms)."
@@ -325,7 +329,8 @@ def headline_lines(data: RunData, table: pd.DataFrame, slo_ms: float) -> list[st
     for r in even.to_dict("records") if not even.empty else []:
         who = "3.13t" if r["role"] == "ft" else "3.13"
         where = (
-            f"from {r['param']} ≈ {r['break_even']:.1f} ms (interval {_fmt(r['earliest'], 1)}…{_fmt(r['latest'], 1)})"
+            f"from {r['param']} ≈ {r['break_even']:.1f} ms (interval {_fmt(r['earliest'], 1)}…"
+            f"{'>' + format(r['max_value'], 'g') if math.isnan(r['latest']) else format(r['latest'], '.1f')})"
             if not math.isnan(r["break_even"])
             else f"nowhere up to {r['max_value']:g} ms"
         )
@@ -388,6 +393,14 @@ def markdown(
             f"(target ≤ {LOAD_SHARE_TARGET:.2f}; {len(over)} of {len(http)} cell repeats above it). Load generator, "
             "upstream simulator and server share the machine's CPUs.",
         ]
+        upstream = http["upstream_cpu_share"].dropna()
+        upstream = upstream[upstream > 0]
+        if not upstream.empty:
+            lines += [
+                "",
+                f"Upstream simulator CPU / server CPU over the cells that call it: median {upstream.median():.2f}, "
+                f"max {upstream.max():.2f}.",
+            ]
     lines += [
         "",
         "Throughput is requests per second (mean ± 95% CI over repeats or pyperf values); p95 in ms (HTTP tier only); "
@@ -441,7 +454,9 @@ def markdown(
             "## Crossing costs",
             "",
             "Wall time per sync↔async crossing (µs, mean ± 95% CI over pyperf values) with C concurrent callers; "
-            "each call does a little pure-Python work. Lower is better.",
+            "each call does the same pure-Python work (tens of µs). `client/*` rows: one HTTP call to the upstream "
+            "simulator at 0 ms (client + loopback + a trivial responder), for each client the views use. "
+            "Lower is better.",
             "",
             "| kind | callers | 3.13 µs | 3.13t µs | 3.13t/3.13 |",
             "|---|---:|---:|---:|---:|",

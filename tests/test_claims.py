@@ -18,6 +18,7 @@ def rows(point: str, role: str, variant: str, rps: list[float], middleware: str 
 def crossings() -> pd.DataFrame:
     return pd.DataFrame(
         [
+            {"kind": "direct", "concurrency": 1, "gil_us": 30.0, "gil_ci": 1.0, "ft_us": 69.0, "ft_ci": 2.0},
             {"kind": "sync_to_async", "concurrency": 1, "gil_us": 80.0, "gil_ci": 2.0, "ft_us": 70.0, "ft_ci": 2.0},
             {"kind": "executor", "concurrency": 1, "gil_us": 30.0, "gil_ci": 1.0, "ft_us": 25.0, "ft_ci": 1.0},
             {"kind": "sync_to_async", "concurrency": 4, "gil_us": 90.0, "gil_ci": 3.0, "ft_us": 60.0, "ft_ci": 3.0},
@@ -41,8 +42,10 @@ def test_verdicts_follow_the_intervals() -> None:
         data += rows("io-fanout", role, "sync", [50, 51, 49]) + rows("io-fanout", role, "async", [150, 151, 149])
         data += rows("io-fanout", role, "async", [100, 101, 99], middleware="sync-audit")
     table = ledger(pd.DataFrame(data), crossings(), slo_ms=100).set_index("claim")
+    # 3.13: 80 - 30 µs, clearly above zero; 3.13t: 70 - 69 µs, within the noise.
     assert table.loc["C1", "gil_verdict"] == "supported"
-    assert "80.0 ± 2.0 µs per call" in str(table.loc["C1", "gil_evidence"])
+    assert "costs 50.0 ± 2.2 µs per call over a direct call" in str(table.loc["C1", "gil_evidence"])
+    assert table.loc["C1", "ft_verdict"] == "inconclusive"
     # thread_sensitive on is slower than off with 4 callers on 3.13, not distinguishable on 3.13t.
     assert (table.loc["C2", "gil_verdict"], table.loc["C2", "ft_verdict"]) == ("supported", "inconclusive")
     assert table.loc["C3", "ft_verdict"] == "supported"

@@ -86,3 +86,13 @@ def test_unknown_mix(capsys: pytest.CaptureFixture[str]) -> None:
 def test_mix_outside_the_plan(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-q", "compare", "--plan", "smoke", "--mix", "cpu-heavy"]) == 2
     assert "plan 'smoke' has no cells for mix cpu-heavy" in one_line_error(capsys)
+
+
+def test_bad_database_url(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-q", "compare", "--plan", "smoke", "--database", "mysql://u@127.0.0.1/db"]) == 2
+    assert one_line_error(capsys).startswith("error: database 'mysql://u@127.0.0.1/db' is not supported")
+
+
+def test_bad_cache(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-q", "compare", "--plan", "smoke", "--cache", "redis://192.0.2.1:6379/0"]) == 2
+    assert "cache host '192.0.2.1' is not a loopback address" in one_line_error(capsys)

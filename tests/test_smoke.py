@@ -141,8 +141,8 @@ def test_smoke_compare_writes_pyperf_json_and_table(envs: list[WorkloadEnv], tmp
 
     cells = json.loads((run / "cells.json").read_text())
     # handler: 1 mix x 3 variants, plus the crossing-counter overhead cell; http: 2 mixes x 3 variants;
-    # 4 crossing kinds; each on 2 interpreters.
-    assert len(cells["cells"]) == 2 * (3 + 1 + 6 + 4)
+    # 8 crossing, baseline and client kinds; each on 2 interpreters.
+    assert len(cells["cells"]) == 2 * (3 + 1 + 6 + 8)
     assert "Crossing counter overhead" in (run / "report.md").read_text()
     assert (run / "logs").is_dir()
     assert sorted(p.name for p in (run / "raw" / "crossings").glob("*.json")) == [
@@ -327,3 +327,33 @@ def test_async_db_is_skipped_with_a_reason_on_sqlite(envs: list[WorkloadEnv], tm
     cells = json.loads((tmp_path / "sq" / "cells.json").read_text())["cells"]
     skipped = [c for c in cells if c["variant"] == "async-db"]
     assert skipped and all(c["status"] == "skipped" and "needs PostgreSQL" in c["reason"] for c in skipped)
+
+
+def test_redis_cache_cell(envs: list[WorkloadEnv], tmp_path: Path) -> None:
+    import shutil
+
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server not installed (Debian's redis-server package; CI installs it)")
+    done = lab(
+        "compare",
+        "--plan",
+        "smoke",
+        "--mix",
+        "billing",
+        "--cache",
+        "redis-local",
+        "--variant",
+        "sync",
+        "--variant",
+        "async",
+        "--results-dir",
+        str(tmp_path),
+        "--run-id",
+        "redis",
+    )
+    assert done.returncode == 0, done.stderr
+    cells = json.loads((tmp_path / "redis" / "cells.json").read_text())["cells"]
+    assert cells and all(c["status"] == "ok" for c in cells)
+    suite = pyperf.BenchmarkSuite.load(str(tmp_path / "redis" / "raw" / "cpython-3.13t.json"))
+    md = suite.get_benchmark("http/billing/async/c4").get_runs()[0].get_metadata()
+    assert md["lab_cache"] == "redis-local" and md["gil_enabled_at_end"] == 0

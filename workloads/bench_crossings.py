@@ -6,7 +6,8 @@ Run by the lab in each interpreter's environment (``lab crossings``). Kinds:
   Django's default: every call goes to one shared thread);
 - ``sync_to_async-ts-off``: the same with thread_sensitive=False (a thread pool);
 - ``async_to_sync``: a sync caller running ``async_to_sync(coro)()``;
-- ``executor``: a plain ``loop.run_in_executor`` hop, the floor any bridge pays.
+- ``executor``: a plain ``loop.run_in_executor`` hop, the floor any bridge pays;
+- ``direct``: the same work called inline, with no hop: the baseline.
 
 With C concurrent callers (tasks for the async side, threads for ``async_to_sync``), the
 pyperf value is wall time per crossing; on the free-threaded build the thread_sensitive
@@ -26,7 +27,7 @@ from asgiref.sync import async_to_sync, sync_to_async
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchkit
 
-KINDS = ("sync_to_async", "sync_to_async-ts-off", "async_to_sync", "executor")
+KINDS = ("direct", "sync_to_async", "sync_to_async-ts-off", "async_to_sync", "executor")
 # Pure-Python work per call (tens of µs, like a small ORM helper): enough that running the
 # calls in parallel could matter, so thread_sensitive's serialization can show.
 WORK_ITERATIONS = 2000
@@ -57,7 +58,10 @@ def main() -> None:
     runner.metadata["lab_crossing_kind"] = args.kind
     runner.metadata["lab_concurrency"] = args.concurrency
 
-    if args.kind == "async_to_sync":
+    if args.kind == "direct":
+        # The same work called inline from threads: the baseline each hop's cost is read against.
+        time_func = benchkit.threaded(args.concurrency, sync_work)
+    elif args.kind == "async_to_sync":
         time_func = benchkit.threaded(args.concurrency, async_to_sync(async_work))
     elif args.kind == "executor":
 

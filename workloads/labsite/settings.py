@@ -90,5 +90,11 @@ if DATABASE_URL:
     ASYNC_BACKEND_DISABLE_REQUEST_SIGNALS = os.environ.get("LAB_INTERFACE") == "wsgi"
 
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Redis when the lab passes a URL (--cache redis-local or redis://...): Django's built-in
+# backend on redis-py, pure Python on both interpreters.
+if os.environ.get("LAB_CACHE_URL"):
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": os.environ["LAB_CACHE_URL"]}
+    }
 
 LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "WARNING"}}

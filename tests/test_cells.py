@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from lab.cells import VARIANT_INTERFACE, VARIANT_VIEW, Cell, cells_of, estimate_seconds
+from lab.spec import VARIANTS, load_mix, load_plan
+
+WORKLOADS = Path(__file__).resolve().parent.parent / "workloads"
+
+
+def test_lab_and_workloads_agree_on_variants() -> None:
+    # The workloads cannot import the lab (and the lab cannot import Django): one table each,
+    # checked here so they never drift.
+    sys.path.insert(0, str(WORKLOADS))
+    try:
+        from labsite import inprocess  # type: ignore[import-not-found]
+    finally:
+        sys.path.remove(str(WORKLOADS))
+    assert set(inprocess.VARIANTS) == set(VARIANTS)
+    for variant, (interface, view) in inprocess.VARIANTS.items():
+        assert (VARIANT_INTERFACE[variant], VARIANT_VIEW[variant]) == (interface, view)
+
+
+def test_cell_paths_and_names() -> None:
+    point = load_mix("io-sweep").points((20,))[0]
+    cell = Cell(tier="http", point=point, variant="sync-on-asgi", concurrency=32)
+    assert cell.path == "/billing/sync/?latency=20"
+    assert cell.interface == "asgi"
+    assert cell.bench_name == "http/io-sweep@latency=20/sync-on-asgi/c32"
+    audited = Cell(tier="http", point=point, variant="async", concurrency=8, middleware="sync-audit")
+    assert audited.bench_name == "http/io-sweep@latency=20/async/c8/mw=sync-audit"
+
+
+def test_plan_cells_and_estimate() -> None:
+    plan = load_plan("smoke")
+    cells = cells_of(plan)
+    assert {c.tier for c in cells} == {"handler", "http"}
+    assert len(cells) == 1 * 3 * 1 + 2 * 3 * 1  # handler: 1 mix; http: 2 mixes; 3 variants each
+    assert [c.point.mix for c in cells_of(plan, ("billing",))] == ["billing"] * 3
+    assert estimate_seconds(plan, cells, 2) > estimate_seconds(plan, cells, 2, with_crossings=False) > 0
