@@ -10,7 +10,6 @@ on both interpreters).
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from urllib.parse import urlsplit
 
 from lab.errors import LabError, SpecError
 from lab.proc import child_env, managed
-from lab.serve import responds_tcp
+from lab.serve import require_loopback, responds_tcp
 
 ACCEPTED = "locmem, redis-local, or redis://127.0.0.1:PORT/DB"
 
@@ -48,13 +47,7 @@ def parse_cache(value: str) -> CacheChoice:
     parts = urlsplit(value)
     if parts.scheme != "redis":
         raise SpecError(f"cache {value!r} is not supported; accepted: {ACCEPTED}")
-    host = parts.hostname or ""
-    try:
-        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        local = False
-    if not local:
-        raise SpecError(f"cache host {host!r} is not a loopback address; the lab only uses servers on this machine")
+    require_loopback("cache", host=parts.hostname or "")
     return CacheChoice(kind="redis", url=value)
 
 

@@ -9,7 +9,6 @@ server on this machine. Hands on the URL the workloads read from ``LAB_DATABASE_
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import re
 import shutil
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit
 
 from lab.errors import LabError, SpecError
 from lab.proc import child_env, managed, run_logged, tail
+from lab.serve import require_loopback
 
 DatabaseKind = Literal["sqlite", "postgres"]
 ACCEPTED = "sqlite, postgres-local, or postgres://USER@127.0.0.1:PORT/DB"
@@ -57,13 +57,7 @@ def parse_database(value: str) -> DatabaseChoice:
         raise SpecError(f"database {redact(value)!r} is not supported; accepted: {ACCEPTED}")
     if not parts.path.strip("/"):
         raise SpecError(f"database URL {redact(value)!r} names no database; accepted: {ACCEPTED}")
-    host = parts.hostname or ""
-    try:
-        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        local = False
-    if not local:
-        raise SpecError(f"database host {host!r} is not a loopback address; the lab only uses servers on this machine")
+    require_loopback("database", parts.hostname or "")
     try:
         parts.port  # noqa: B018 - raises ValueError for a bad port
     except ValueError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import http.client
+import ipaddress
 import signal
 import socket
 from collections.abc import Iterator
@@ -106,6 +107,16 @@ def command(config: ServerConfig, python: Path, port: int) -> list[str]:
         "--backlog",
         "2048",
     ]
+
+
+def require_loopback(what: str, host: str) -> None:
+    """The lab only talks to servers on this machine: refuse any other host."""
+    try:
+        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = False
+    if not local:
+        raise SpecError(f"{what} host {host!r} is not a loopback address; the lab only uses servers on this machine")
 
 
 def free_port() -> int:

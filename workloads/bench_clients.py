@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 import sys
 
-import pyperf
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchkit
 from shop import upstream_clients as clients
@@ -22,19 +20,9 @@ from shop import upstream_clients as clients
 KINDS = ("httpx-sync", "httpx-async", "aiohttp")
 
 
-def add_cmdline_args(cmd: list[str], args: object) -> None:
-    cmd.extend(["--kind", args.kind, "--concurrency", str(args.concurrency)])  # type: ignore[attr-defined]
-    cmd.extend(["--bench-name", args.bench_name])  # type: ignore[attr-defined]
-
-
 def main() -> None:
-    runner = pyperf.Runner(add_cmdline_args=add_cmdline_args)
-    runner.argparser.add_argument("--kind", required=True, choices=KINDS)
-    runner.argparser.add_argument("--concurrency", type=int, default=1)
-    runner.argparser.add_argument("--bench-name", required=True)
-    args = runner.parse_args()
+    runner, args = benchkit.kind_runner(KINDS)
     runner.metadata["lab_crossing_kind"] = f"client/{args.kind}"
-    runner.metadata["lab_concurrency"] = args.concurrency
     if args.kind == "httpx-sync":
         time_func = benchkit.threaded(args.concurrency, lambda: clients.sync_get(0))
     else:

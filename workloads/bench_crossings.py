@@ -21,7 +21,6 @@ import asyncio
 import os
 import sys
 
-import pyperf
 from asgiref.sync import async_to_sync, sync_to_async
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -44,19 +43,9 @@ async def async_work() -> int:
     return sync_work()
 
 
-def add_cmdline_args(cmd: list[str], args: object) -> None:
-    cmd.extend(["--kind", args.kind, "--concurrency", str(args.concurrency)])  # type: ignore[attr-defined]
-    cmd.extend(["--bench-name", args.bench_name])  # type: ignore[attr-defined]
-
-
 def main() -> None:
-    runner = pyperf.Runner(add_cmdline_args=add_cmdline_args)
-    runner.argparser.add_argument("--kind", required=True, choices=KINDS)
-    runner.argparser.add_argument("--concurrency", type=int, default=1)
-    runner.argparser.add_argument("--bench-name", required=True)
-    args = runner.parse_args()
+    runner, args = benchkit.kind_runner(KINDS)
     runner.metadata["lab_crossing_kind"] = args.kind
-    runner.metadata["lab_concurrency"] = args.concurrency
 
     if args.kind == "direct":
         # The same work called inline from threads: the baseline each hop's cost is read against.

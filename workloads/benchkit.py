@@ -14,6 +14,25 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 
+def kind_runner(kinds: tuple[str, ...]) -> tuple[Any, Any]:
+    """A pyperf Runner taking ``--kind``, ``--concurrency`` and ``--bench-name``, and its parsed args.
+
+    The options are passed on to pyperf's worker processes, which parse them again.
+    """
+    import pyperf
+
+    def add_cmdline_args(cmd: list[str], args: Any) -> None:
+        cmd.extend(["--kind", args.kind, "--concurrency", str(args.concurrency), "--bench-name", args.bench_name])
+
+    runner = pyperf.Runner(add_cmdline_args=add_cmdline_args)
+    runner.argparser.add_argument("--kind", required=True, choices=kinds)
+    runner.argparser.add_argument("--concurrency", type=int, default=1)
+    runner.argparser.add_argument("--bench-name", required=True)
+    args = runner.parse_args()
+    runner.metadata["lab_concurrency"] = args.concurrency
+    return runner, args
+
+
 def shares(loops: int, concurrency: int) -> list[int]:
     """``loops`` split as evenly as possible over ``concurrency`` callers (no zero shares)."""
     split = [loops // concurrency + (1 if i < loops % concurrency else 0) for i in range(concurrency)]
