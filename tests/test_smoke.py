@@ -109,6 +109,15 @@ def test_sync_only_middleware_adds_crossings_to_async_views(
     assert {r["sha256"] for r in audited.values()} == {r["sha256"] for r in plain.values()}
 
 
+def smoke_run(
+    results: Path, run_id: str, *args: str, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``lab compare --plan smoke`` into ``results/run_id``."""
+    return lab(
+        "compare", "--plan", "smoke", *args, "--results-dir", str(results), "--run-id", run_id, env_extra=env_extra
+    )
+
+
 def lab(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **(env_extra or {})}
     return subprocess.run(
@@ -123,7 +132,7 @@ def lab(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.Compl
 
 
 def test_smoke_compare_writes_pyperf_json_and_table(envs: list[WorkloadEnv], tmp_path: Path) -> None:
-    done = lab("compare", "--plan", "smoke", "--results-dir", str(tmp_path), "--run-id", "smoke")
+    done = smoke_run(tmp_path, "smoke")
     assert done.returncode == 0, done.stderr
     assert "3.13t/3.13" in done.stdout
     run = tmp_path / "smoke"
@@ -165,25 +174,14 @@ def test_smoke_compare_writes_pyperf_json_and_table(envs: list[WorkloadEnv], tmp
 
 
 def test_one_mix_only(envs: list[WorkloadEnv], tmp_path: Path) -> None:
-    done = lab("compare", "--plan", "smoke", "--mix", "billing", "--results-dir", str(tmp_path), "--run-id", "b")
+    done = smoke_run(tmp_path, "b", "--mix", "billing")
     assert done.returncode == 0, done.stderr
     cells = json.loads((tmp_path / "b" / "cells.json").read_text())["cells"]
     assert {c["mix"] for c in cells} == {"billing"}
 
 
 def test_python_gil_1_marks_free_threaded_cells_invalid(envs: list[WorkloadEnv], tmp_path: Path) -> None:
-    done = lab(
-        "compare",
-        "--plan",
-        "smoke",
-        "--mix",
-        "template-page",
-        "--results-dir",
-        str(tmp_path),
-        "--run-id",
-        "gil-on",
-        env_extra={"PYTHON_GIL": "1"},
-    )
+    done = smoke_run(tmp_path, "gil-on", "--mix", "template-page", env_extra={"PYTHON_GIL": "1"})
     assert done.returncode == 6
     assert done.stderr.strip().splitlines()[-1].startswith("error: 6 of 12 cells not ok")
     cells = json.loads((tmp_path / "gil-on" / "cells.json").read_text())["cells"]
@@ -193,19 +191,7 @@ def test_python_gil_1_marks_free_threaded_cells_invalid(envs: list[WorkloadEnv],
 
 
 def test_django_lts_line(envs: list[WorkloadEnv], tmp_path: Path) -> None:
-    done = lab(
-        "compare",
-        "--plan",
-        "smoke",
-        "--mix",
-        "template-page",
-        "--django",
-        "5.2",
-        "--results-dir",
-        str(tmp_path),
-        "--run-id",
-        "lts",
-    )
+    done = smoke_run(tmp_path, "lts", "--mix", "template-page", "--django", "5.2")
     assert done.returncode == 0, done.stderr
     for name in ("cpython-3.13", "cpython-3.13t"):
         suite = pyperf.BenchmarkSuite.load(str(tmp_path / "lts" / "raw" / f"{name}.json"))
@@ -282,22 +268,8 @@ def test_postgres_cell_with_async_db(envs: list[WorkloadEnv], tmp_path: Path) ->
         find_pg_bin()
     except LabError as exc:
         pytest.skip(str(exc))
-    done = lab(
-        "compare",
-        "--plan",
-        "smoke",
-        "--mix",
-        "billing",
-        "--database",
-        "postgres-local",
-        "--variant",
-        "sync",
-        "--variant",
-        "async-db",
-        "--results-dir",
-        str(tmp_path),
-        "--run-id",
-        "pg",
+    done = smoke_run(
+        tmp_path, "pg", "--mix", "billing", "--database", "postgres-local", "--variant", "sync", "--variant", "async-db"
     )
     assert done.returncode == 0, done.stderr
     cells = json.loads((tmp_path / "pg" / "cells.json").read_text())["cells"]
@@ -308,21 +280,7 @@ def test_postgres_cell_with_async_db(envs: list[WorkloadEnv], tmp_path: Path) ->
 
 
 def test_async_db_is_skipped_with_a_reason_on_sqlite(envs: list[WorkloadEnv], tmp_path: Path) -> None:
-    done = lab(
-        "compare",
-        "--plan",
-        "smoke",
-        "--mix",
-        "billing",
-        "--variant",
-        "sync",
-        "--variant",
-        "async-db",
-        "--results-dir",
-        str(tmp_path),
-        "--run-id",
-        "sq",
-    )
+    done = smoke_run(tmp_path, "sq", "--mix", "billing", "--variant", "sync", "--variant", "async-db")
     assert done.returncode == 0, done.stderr
     cells = json.loads((tmp_path / "sq" / "cells.json").read_text())["cells"]
     skipped = [c for c in cells if c["variant"] == "async-db"]
@@ -334,22 +292,8 @@ def test_redis_cache_cell(envs: list[WorkloadEnv], tmp_path: Path) -> None:
 
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server not installed (Debian's redis-server package; CI installs it)")
-    done = lab(
-        "compare",
-        "--plan",
-        "smoke",
-        "--mix",
-        "billing",
-        "--cache",
-        "redis-local",
-        "--variant",
-        "sync",
-        "--variant",
-        "async",
-        "--results-dir",
-        str(tmp_path),
-        "--run-id",
-        "redis",
+    done = smoke_run(
+        tmp_path, "redis", "--mix", "billing", "--cache", "redis-local", "--variant", "sync", "--variant", "async"
     )
     assert done.returncode == 0, done.stderr
     cells = json.loads((tmp_path / "redis" / "cells.json").read_text())["cells"]
