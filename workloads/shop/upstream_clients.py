@@ -1,10 +1,13 @@
 """HTTP clients for calls to the upstream simulator, one kind per variant.
 
-``sync`` uses one process-wide ``httpx.Client`` shared by all threads (keep-alive pool, as
-a real app's module-level session; a per-thread client would be rebuilt for every request
-under ASGI, where Django runs each request's sync code in a fresh thread, and building an
-httpx client costs milliseconds); ``async`` uses one ``httpx.AsyncClient`` (or
-``aiohttp.ClientSession``) per event loop.
+``sync`` takes an ``httpx.Client`` from a process-wide pool of idle clients and puts it back
+after the call, so each client (and its keep-alive connections) is used by one thread at a
+time. Not one shared client: on 3.13t, threads sharing one client crashed in httpcore 1.0.9
+(``HTTP11Connection.has_expired`` reads ``_expire_at`` twice without a lock: "TypeError: '>'
+not supported between 'float' and 'NoneType'"). Not one client per thread either: under
+ASGI Django runs each request's sync code in a fresh thread, so a per-thread client would be
+rebuilt for every request, and building one costs milliseconds. ``async`` uses one
+``httpx.AsyncClient`` (or ``aiohttp.ClientSession``) per event loop.
 The client's own CPU cost differs between these and can decide a comparison by itself,
 so it is a labelled parameter (``?client=httpx|aiohttp``), never a hidden default.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,9 +25,9 @@ import httpx
 
 TIMEOUT_S = 30.0
 FANOUT_THREADS = 64
-# Enough pooled connections for every fan-out thread and server thread at once.
+# Enough pooled connections for every concurrent call of an async client at once.
 LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-_sync_client: httpx.Client | None = None
+_idle_clients: queue.SimpleQueue[httpx.Client] = queue.SimpleQueue()
 _async_clients: dict[tuple[int, str], Any] = {}
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -36,18 +40,17 @@ def upstream_url(latency_ms: int, dist: str = "fixed") -> str:
     return f"{base}/?ms={latency_ms}" + ("" if dist == "fixed" else f"&dist={dist}")
 
 
-def sync_client() -> httpx.Client:
-    global _sync_client
-    with _pool_lock:
-        if _sync_client is None:
-            _sync_client = httpx.Client(timeout=TIMEOUT_S, limits=LIMITS)
-        return _sync_client
-
-
 def sync_get(latency_ms: int, dist: str = "fixed") -> bytes:
-    response = sync_client().get(upstream_url(latency_ms, dist))
-    response.raise_for_status()
-    return response.content
+    try:
+        client = _idle_clients.get_nowait()
+    except queue.Empty:
+        client = httpx.Client(timeout=TIMEOUT_S)
+    try:
+        response = client.get(upstream_url(latency_ms, dist))
+        response.raise_for_status()
+        return response.content
+    finally:
+        _idle_clients.put(client)
 
 
 def fanout_pool() -> ThreadPoolExecutor:
