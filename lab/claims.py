@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from lab.decide import best_configs, break_even, decision_map, sweep_ratios
+from lab.decide import Decisions, decide, interval_text
 from lab.stats import ratio_ci
 
 CLAIMS: dict[str, str] = {
@@ -139,9 +139,8 @@ def c6(df: pd.DataFrame, role: str, slo: float) -> Finding:
     return _combine(findings)
 
 
-def _break_even_shift(df: pd.DataFrame) -> Finding | None:
+def _break_even_shift(even: pd.DataFrame) -> Finding | None:
     """Did the break-even along the latency sweep move toward sync (to higher latency) on 3.13t?"""
-    even = break_even(sweep_ratios(df))
     if even.empty:
         return None
     by_role = {r["role"]: r for r in even.to_dict("records")}
@@ -152,8 +151,7 @@ def _break_even_shift(df: pd.DataFrame) -> Finding | None:
     def where(r: dict[Any, Any]) -> str:
         if math.isnan(r["break_even"]):
             return f"none up to {r['max_value']:g} ms"
-        latest = f">{r['max_value']:g}" if math.isnan(r["latest"]) else f"{r['latest']:.1f}"
-        return f"{r['break_even']:.1f} ms [{r['earliest']:.1f}, {latest}]"
+        return f"{r['break_even']:.1f} ms [{interval_text(r)}]"
 
     text = f"break-even along the latency sweep: 3.13 {where(gil)}, 3.13t {where(ft)}"
     gil_none, ft_none = math.isnan(gil["break_even"]), math.isnan(ft["break_even"])
@@ -175,7 +173,7 @@ def _break_even_shift(df: pd.DataFrame) -> Finding | None:
     return Finding("inconclusive", text + " (intervals overlap)")
 
 
-def c7(df: pd.DataFrame, best: pd.DataFrame) -> Finding:
+def c7(even: pd.DataFrame, best: pd.DataFrame) -> Finding:
     # The free-threading effect on sync relative to its effect on async, mix by mix.
     shifts = []
     for point in sorted(set(best["point"])) if not best.empty else []:
@@ -191,7 +189,7 @@ def c7(df: pd.DataFrame, best: pd.DataFrame) -> Finding:
         f"3.13t's gain for sync exceeds its gain for async by >5% in {favoured} of {len(shifts)} mixes, "
         f"falls >5% short in {against}"
     )
-    shift = _break_even_shift(df)
+    shift = _break_even_shift(even)
     if shift is not None:
         # The break-even is the claim's own measure; the per-mix count is context.
         return Finding(shift.verdict, f"{shift.evidence}; {mixes_text}" if shifts else shift.evidence)
@@ -204,11 +202,11 @@ def c7(df: pd.DataFrame, best: pd.DataFrame) -> Finding:
     return Finding("inconclusive", mixes_text)
 
 
-def ledger(df: pd.DataFrame, crossings: pd.DataFrame, slo_ms: float) -> pd.DataFrame:
+def ledger(df: pd.DataFrame, crossings: pd.DataFrame, slo_ms: float, decided: Decisions | None = None) -> pd.DataFrame:
     # The claims are about throughput, so they compare every variant at its best measured
     # concurrency whatever its latency; only C6 and the SLO-bound decision map use the SLO.
-    best = best_configs(df, math.inf) if not df.empty else pd.DataFrame()
-    decisions = decision_map(df, math.inf) if not df.empty else pd.DataFrame()
+    decided = decided if decided is not None else decide(df, slo_ms)
+    best, decisions = decided.best, decided.by_throughput
     per_role: dict[str, Callable[[str], Finding]] = {
         "C1": lambda r: c1(crossings, r),
         "C2": lambda r: c2(crossings, r),
@@ -229,7 +227,7 @@ def ledger(df: pd.DataFrame, crossings: pd.DataFrame, slo_ms: float) -> pd.DataF
     for claim, text in CLAIMS.items():
         row = {"claim": claim, "text": text}
         if claim == "C7":
-            finding = c7(df, best) if not df.empty else Finding("not measured", "no HTTP cells")
+            finding = c7(decided.even, best) if not df.empty else Finding("not measured", "no HTTP cells")
             row.update(
                 {"gil_verdict": "—", "gil_evidence": "", "ft_verdict": finding.verdict, "ft_evidence": finding.evidence}
             )

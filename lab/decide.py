@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from lab.stats import mean_ci, ratio_ci
+from lab.stats import ratio_ci
 
 DEFAULT_SLO_MS = 100.0
 SWEEP_RE = re.compile(r"^(?P<mix>[^@]+)@(?P<param>[^=]+)=(?P<value>\d+)$")
@@ -172,4 +172,35 @@ def break_even(ratios: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["break_even", "crossing_point", "decision_map", "mean_ci", "sweep_ratios"]
+def interval_text(row: dict[Any, Any]) -> str:
+    """A break-even interval; an upper end past the sweep is shown as ">max"."""
+    earliest = "—" if math.isnan(row["earliest"]) else f"{row['earliest']:.1f}"
+    latest = f">{row['max_value']:g}" if math.isnan(row["latest"]) else f"{row['latest']:.1f}"
+    return f"{earliest}…{latest}"
+
+
+@dataclass(frozen=True)
+class Decisions:
+    """Everything the report, plots and claims derive from the values, computed once."""
+
+    slo_ms: float
+    best: pd.DataFrame  # best configuration per point, interpreter and variant, by throughput
+    by_throughput: pd.DataFrame
+    within_slo: pd.DataFrame
+    ratios: pd.DataFrame  # async/sync along each swept mix
+    even: pd.DataFrame  # break-even per swept mix and interpreter
+
+
+def decide(df: pd.DataFrame, slo_ms: float = DEFAULT_SLO_MS) -> Decisions:
+    if df.empty:
+        empty = pd.DataFrame()
+        return Decisions(slo_ms, empty, empty, empty, empty, empty)
+    ratios = sweep_ratios(df)
+    return Decisions(
+        slo_ms=slo_ms,
+        best=best_configs(df, math.inf),
+        by_throughput=decision_map(df, math.inf),
+        within_slo=decision_map(df, slo_ms),
+        ratios=ratios,
+        even=break_even(ratios),
+    )

@@ -9,6 +9,7 @@ cannot be pyperf benchmarks when they have no values). The reporter reads only t
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from lab.cells import CROSSING_KINDS, VARIANT_INTERFACE, Cell, CellRecord, cells
 from lab.database import DatabaseChoice, local_postgres
 from lab.envs import WORKLOADS_DIR, WorkloadEnv
 from lab.errors import LabError, SpecError
+from lab.files import write_atomic
 from lab.gilstate import GilVerdict, read_reports, verdict
 from lab.proc import ManagedProcess, child_env, managed, pinned_to, run_logged, tail
 from lab.provenance import interpreter_metadata, machine_metadata
@@ -243,23 +245,13 @@ class Runner:
         return ""
 
     @contextlib.contextmanager
-    def database_running(self) -> Iterator[None]:
-        """A throwaway PostgreSQL for the run when --database postgres-local."""
-        if not self.database.managed:
-            yield
-            return
-        with local_postgres(self.work, free_port()) as url:
-            self.database_url = url
-            yield
-
-    @contextlib.contextmanager
-    def cache_running(self) -> Iterator[None]:
-        """A throwaway redis-server for the run when --cache redis-local."""
-        if not self.cache.managed:
-            yield
-            return
-        with local_redis(self.work, free_port()) as url:
-            self.cache_url = url
+    def services_running(self) -> Iterator[None]:
+        """Throwaway PostgreSQL / redis-server for the run (postgres-local, redis-local)."""
+        with contextlib.ExitStack() as stack:
+            if self.database.managed:
+                self.database_url = stack.enter_context(local_postgres(self.work, free_port()))
+            if self.cache.managed:
+                self.cache_url = stack.enter_context(local_redis(self.work, free_port()))
             yield
 
     @staticmethod
@@ -641,7 +633,7 @@ class Runner:
                 record.status, record.reason = "skipped", reason
                 self.records.append(record)
         self.variants = tuple(dict.fromkeys(c.variant for c in runnable))
-        with self.database_running(), self.cache_running(), self.upstream_running():
+        with self.services_running(), self.upstream_running():
             self.seed()
             to_probe = {self._probe_key(self.envs[0], c)[1:]: c for c in runnable}
             for env in self.envs:
@@ -685,19 +677,18 @@ class Runner:
         # Server, seed and pyperf logs: small, and the first place to look when a cell failed.
         if (self.work / "logs").is_dir():
             shutil.copytree(self.work / "logs", self.stage / "logs", dirs_exist_ok=True)
+        stores = (
+            ("", self.benchmarks),
+            ("crossings", self.crossing_benchmarks),
+            ("overhead", self.overhead_benchmarks),
+        )
         for env in self.envs:
             name = env.interpreter.spec_name
-            benches = self.benchmarks[name]
-            if benches:
-                tmp = raw / f".{name}.json.tmp"
-                pyperf.BenchmarkSuite(benches).dump(str(tmp), replace=True)
-                tmp.rename(raw / f"{name}.json")
-            for subdir, store in (("crossings", self.crossing_benchmarks), ("overhead", self.overhead_benchmarks)):
+            for subdir, store in stores:
                 if store.get(name):
                     (raw / subdir).mkdir(exist_ok=True)
-                    tmp = raw / subdir / f".{name}.json.tmp"
-                    pyperf.BenchmarkSuite(store[name]).dump(str(tmp), replace=True)
-                    tmp.rename(raw / subdir / f"{name}.json")
+                    suite = pyperf.BenchmarkSuite(store[name])
+                    write_atomic(raw / subdir / f"{name}.json", functools.partial(_dump_suite, suite))
         cells_doc = {
             "format_version": FORMAT_VERSION,
             "plan": asdict(self.plan),
@@ -709,10 +700,9 @@ class Runner:
             "probes": {f"{k[0]} {k[1]}": v for k, v in self.probes.items()},
             "cells": [asdict(r) for r in self.records],
         }
-        write_json_atomic(self.stage / "cells.json", cells_doc)
+        text = json.dumps(cells_doc, indent=2, default=str) + "\n"
+        write_atomic(self.stage / "cells.json", lambda p: p.write_text(text))
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    tmp.rename(path)
+def _dump_suite(suite: pyperf.BenchmarkSuite, path: Path) -> None:
+    suite.dump(str(path), replace=True)

@@ -12,7 +12,6 @@ import html
 import json
 import math
 import statistics
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +21,9 @@ import pyperf
 
 from lab import FORMAT_VERSION, plots
 from lab.claims import ledger
-from lab.decide import DEFAULT_SLO_MS, break_even, decision_map, sweep_ratios
+from lab.decide import DEFAULT_SLO_MS, Decisions, decide, interval_text
 from lab.errors import LabError
+from lab.files import write_atomic
 from lab.stats import mean_ci, ratio_ci
 
 # The load generator should cost at most this fraction of the server's CPU.
@@ -248,10 +248,13 @@ def _fmt(value: float, digits: int = 0) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
 
 
-def decision_lines(data: RunData, slo_ms: float) -> list[str]:
+def decision_lines(decided: Decisions) -> list[str]:
     lines: list[str] = []
-    for slo, title in ((math.inf, "by throughput"), (slo_ms, f"within a p95 SLO of {slo_ms:g} ms")):
-        decisions = decision_map(data.values, slo)
+    maps = (
+        (math.inf, "by throughput", decided.by_throughput),
+        (decided.slo_ms, f"within a p95 SLO of {decided.slo_ms:g} ms", decided.within_slo),
+    )
+    for slo, title, decisions in maps:
         lines += [
             "",
             f"## Decision map {title} (default middleware)",
@@ -269,8 +272,7 @@ def decision_lines(data: RunData, slo_ms: float) -> list[str]:
         for point, g in decisions.groupby("point", sort=True):
             by_role = {r["role"]: r["verdict"] for r in g.to_dict("records")}
             lines.append(f"| {point} | {by_role.get('gil', '—')} | {by_role.get('ft', '—')} |")
-    ratios = sweep_ratios(data.values)
-    even = break_even(ratios)
+    ratios, even = decided.ratios, decided.even
     if not even.empty:
         lines += ["", "## Break-even: where async starts to out-serve sync", ""]
         for r in even.to_dict("records"):
@@ -280,11 +282,9 @@ def decision_lines(data: RunData, slo_ms: float) -> list[str]:
                     f"- {r['mix']} on {who}: async never out-serves sync up to {r['param']}={r['max_value']:g} ms."
                 )
             else:
-                latest = f">{r['max_value']:g}" if math.isnan(r["latest"]) else f"{r['latest']:.1f}"
-                span = f"{_fmt(r['earliest'], 1)}…{latest}"
                 lines.append(
                     f"- {r['mix']} on {who}: async ≥ sync from {r['param']} ≈ {r['break_even']:.1f} ms "
-                    f"(interval {span} ms)."
+                    f"(interval {interval_text(r)} ms)."
                 )
         lines += ["", "| mix | param | value | 3.13 async/sync | 3.13t async/sync |", "|---|---|---:|---:|---:|"]
         for (mix, param, value), g in ratios.groupby(["mix", "param", "value"], sort=True):
@@ -296,7 +296,7 @@ def decision_lines(data: RunData, slo_ms: float) -> list[str]:
     return lines
 
 
-def headline_lines(data: RunData, table: pd.DataFrame, slo_ms: float) -> list[str]:
+def headline_lines(table: pd.DataFrame, decided: Decisions) -> list[str]:
     """The few numbers a reader quotes, each with its interval and conditions."""
     lines = ["", "## Headline", ""]
     http = table[table["tier"] == "http"] if not table.empty else table
@@ -312,7 +312,7 @@ def headline_lines(data: RunData, table: pd.DataFrame, slo_ms: float) -> list[st
             f"({best['point']}), worst {worst['ft_over_gil']:.2f} [{worst['ratio_low']:.2f}, {worst['ratio_high']:.2f}] "
             f"({worst['point']})."
         )
-    decisions = decision_map(data.values, math.inf)
+    decisions = decided.by_throughput
     if not decisions.empty:
         for role, name in (("gil", "3.13"), ("ft", "3.13t")):
             mine = decisions[decisions["role"] == role]
@@ -325,12 +325,11 @@ def headline_lines(data: RunData, table: pd.DataFrame, slo_ms: float) -> list[st
                 f"- Decided winners by throughput on {name}: {summary} of {len(mine)} mixes; "
                 f"{len(mine) - len(won)} too close to call."
             )
-    even = break_even(sweep_ratios(data.values))
+    even = decided.even
     for r in even.to_dict("records") if not even.empty else []:
         who = "3.13t" if r["role"] == "ft" else "3.13"
         where = (
-            f"from {r['param']} ≈ {r['break_even']:.1f} ms (interval {_fmt(r['earliest'], 1)}…"
-            f"{'>' + format(r['max_value'], 'g') if math.isnan(r['latest']) else format(r['latest'], '.1f')})"
+            f"from {r['param']} ≈ {r['break_even']:.1f} ms (interval {interval_text(r)})"
             if not math.isnan(r["break_even"])
             else f"nowhere up to {r['max_value']:g} ms"
         )
@@ -360,7 +359,7 @@ def markdown(
     table: pd.DataFrame,
     mixes: pd.DataFrame,
     crossings: pd.DataFrame,
-    slo_ms: float = DEFAULT_SLO_MS,
+    decided: Decisions,
     claims: pd.DataFrame | None = None,
 ) -> str:
     cells = data.cells
@@ -426,8 +425,8 @@ def markdown(
             f"{_fmt(r['ft_rps'])} ± {_fmt(r['ft_ci'])} | {_fmt(r['ft_p95_ms'], 2)} | {ratio} | "
             f"{r['gil_status']} / {r['ft_status']} |"
         )
-    lines += headline_lines(data, table, slo_ms)
-    lines += decision_lines(data, slo_ms)
+    lines += headline_lines(table, decided)
+    lines += decision_lines(decided)
     if claims is not None and not claims.empty:
         lines += claims_lines(claims)
     if not mixes.empty:
@@ -476,12 +475,6 @@ def markdown(
     return "\n".join(lines) + "\n"
 
 
-def _write_atomic(path: Path, write: Callable[[Path], object]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    tmp.rename(path)
-
-
 def html_page(title: str, intro: str, plots: list[Path], tables: dict[str, pd.DataFrame]) -> str:
     """A self-contained HTML report: plots embedded as base64 PNG, tables from pandas."""
     parts = [
@@ -511,14 +504,15 @@ def render(run_dir: Path, slo_ms: float = DEFAULT_SLO_MS) -> tuple[pd.DataFrame,
     table = summary_table(data)
     mixes = mix_table(data)
     crossings = crossing_table(run_dir)
-    claims = ledger(data.values, crossings, slo_ms)
-    text = markdown(data, table, mixes, crossings, slo_ms, claims)
+    decided = decide(data.values, slo_ms)
+    claims = ledger(data.values, crossings, slo_ms, decided)
+    text = markdown(data, table, mixes, crossings, decided, claims)
     (run_dir / "tables").mkdir(exist_ok=True)
-    _write_atomic(run_dir / "tables" / "summary.csv", lambda p: table.to_csv(p, index=False))
-    _write_atomic(run_dir / "tables" / "mixes.csv", lambda p: mixes.to_csv(p, index=False))
-    _write_atomic(run_dir / "tables" / "crossings.csv", lambda p: crossings.to_csv(p, index=False))
-    _write_atomic(run_dir / "tables" / "claims.csv", lambda p: claims.to_csv(p, index=False))
-    _write_atomic(run_dir / "report.md", lambda p: p.write_text(text))
+    write_atomic(run_dir / "tables" / "summary.csv", lambda p: table.to_csv(p, index=False))
+    write_atomic(run_dir / "tables" / "mixes.csv", lambda p: mixes.to_csv(p, index=False))
+    write_atomic(run_dir / "tables" / "crossings.csv", lambda p: crossings.to_csv(p, index=False))
+    write_atomic(run_dir / "tables" / "claims.csv", lambda p: claims.to_csv(p, index=False))
+    write_atomic(run_dir / "report.md", lambda p: p.write_text(text))
     manifest = {
         "format_version": FORMAT_VERSION,
         "run": run_dir.name,
@@ -530,9 +524,8 @@ def render(run_dir: Path, slo_ms: float = DEFAULT_SLO_MS) -> tuple[pd.DataFrame,
             for status in ("ok", "failed", "invalid", "skipped")
         },
     }
-    _write_atomic(run_dir / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n"))
-    decisions = decision_map(data.values, math.inf)
-    ratios = sweep_ratios(data.values)
+    write_atomic(run_dir / "manifest.json", lambda p: p.write_text(json.dumps(manifest, indent=2) + "\n"))
+    decisions, ratios = decided.by_throughput, decided.ratios
     (run_dir / "plots").mkdir(exist_ok=True)
     made = [
         plots.throughput_by_mix(table, run_dir / "plots" / "throughput.png") if not table.empty else None,
@@ -552,5 +545,5 @@ def render(run_dir: Path, slo_ms: float = DEFAULT_SLO_MS) -> tuple[pd.DataFrame,
             "crossing costs": crossings,
         },
     )
-    _write_atomic(run_dir / "report.html", lambda p: p.write_text(page))
+    write_atomic(run_dir / "report.html", lambda p: p.write_text(page))
     return table, text
