@@ -22,7 +22,8 @@ import psutil
 
 from lab.errors import LabError
 from lab.proc import child_env, managed
-from lab.serve import HOST, free_port, responds_tcp
+from lab.serve import free_port, responds_tcp
+from lab.servers import HOST
 
 LAB_ROOT = Path(__file__).resolve().parent.parent
 

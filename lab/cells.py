@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lab.gilstate import CellStatus
+from lab.servers import ServerConfig
 from lab.spec import Middleware, MixPoint, Plan, Tier, Variant, load_mix
 
 # Which server interface each variant runs under.
@@ -46,11 +47,33 @@ class Cell:
     variant: Variant
     concurrency: int
     middleware: Middleware = "default"
+    # HTTP tier only: the server, the core budget (0: all CPUs shared) and, for open-loop
+    # cells, the offered rate as a fraction of the measured saturation throughput.
+    server: ServerConfig | None = None
+    cores: int = 0
+    rate_fraction: float = 0.0
+
+    @property
+    def open_loop(self) -> bool:
+        return self.rate_fraction > 0
 
     @property
     def bench_name(self) -> str:
-        suffix = "" if self.middleware == "default" else f"/mw={self.middleware}"
-        return f"{self.tier}/{self.point.label}/{self.variant}/c{self.concurrency}{suffix}"
+        parts = [self.tier, self.point.label, self.variant, f"c{self.concurrency}"]
+        if self.server is not None:
+            parts.append(self.server.spec)
+        if self.cores:
+            parts.append(f"cores={self.cores}")
+        if self.open_loop:
+            parts.append(f"open={self.rate_fraction:g}")
+        if self.middleware != "default":
+            parts.append(f"mw={self.middleware}")
+        return "/".join(parts)
+
+    @property
+    def curve(self) -> tuple[str, str, str, str, int]:
+        """The closed-loop concurrency curve this cell belongs to (for saturation)."""
+        return (self.point.label, self.variant, self.server.spec if self.server else "-", self.middleware, self.cores)
 
     @property
     def interface(self) -> str:
@@ -73,6 +96,9 @@ class CellRecord:
     repeat: int
     status: CellStatus
     middleware: str = "default"
+    server: str = "-"
+    cores: int = 0
+    rate_fraction: float = 0.0
     reason: str = ""
     bench_name: str = ""
     wall_s: float = 0.0
@@ -90,6 +116,9 @@ class CellRecord:
             repeat=repeat,
             status="ok",
             middleware=cell.middleware,
+            server=cell.server.spec if cell.server else "-",
+            cores=cell.cores,
+            rate_fraction=cell.rate_fraction,
             bench_name=cell.bench_name,
         )
 
@@ -102,19 +131,52 @@ def points_of(plan: Plan, mixes: tuple[str, ...]) -> list[MixPoint]:
 
 
 def cells_of(plan: Plan, only_mixes: tuple[str, ...] | None = None) -> list[Cell]:
+    """Handler cells, then closed-loop HTTP cells, then open-loop HTTP cells."""
+
     def chosen(mixes: tuple[str, ...]) -> tuple[str, ...]:
         return mixes if only_mixes is None else tuple(m for m in mixes if m in only_mixes)
 
     cells: list[Cell] = []
-    for tier in plan.tiers:
-        levels = plan.handler_concurrency if tier == "handler" else plan.http_concurrency
-        mixes = chosen(plan.handler_mixes if tier == "handler" else plan.mixes)
+    if "handler" in plan.tiers:
         cells.extend(
-            Cell(tier=tier, point=p, variant=v, concurrency=c, middleware=m)
-            for p in points_of(plan, mixes)
+            Cell(tier="handler", point=p, variant=v, concurrency=c, middleware=m)
+            for p in points_of(plan, chosen(plan.handler_mixes))
             for m in plan.middleware
             for v in plan.variants
-            for c in levels
+            for c in plan.handler_concurrency
+        )
+    if "http" in plan.tiers:
+        points = points_of(plan, chosen(plan.mixes))
+        shapes = [
+            (p, m, v, s, cores)
+            for cores in plan.core_budgets or (0,)
+            for p in points
+            for m in plan.middleware
+            for v in plan.variants
+            for s in plan.servers
+            if s.interface == VARIANT_INTERFACE[v]
+        ]
+        cells.extend(
+            Cell(tier="http", point=p, variant=v, concurrency=c, middleware=m, server=s, cores=cores)
+            for p, m, v, s, cores in shapes
+            for c in plan.http_concurrency
+        )
+        # Open loop: as many connections as the largest closed-loop level, so the
+        # generator never runs out of connections below saturation.
+        connections = max(plan.http_concurrency)
+        cells.extend(
+            Cell(
+                tier="http",
+                point=p,
+                variant=v,
+                concurrency=connections,
+                middleware=m,
+                server=s,
+                cores=cores,
+                rate_fraction=f,
+            )
+            for p, m, v, s, cores in shapes
+            for f in plan.open_loop_fractions
         )
     return cells
 
@@ -132,6 +194,9 @@ def estimate_seconds(plan: Plan, cells: list[Cell], interpreters: int, *, with_c
             total += interpreters * pyperf_seconds
         else:
             total += interpreters * plan.repeats * (plan.http_warmup + plan.http_duration + 0.3)
-    # One server start/stop per interpreter, interface, middleware stack and repeat.
-    total += interpreters * plan.repeats * 2 * len(plan.middleware) * SERVER_OVERHEAD_S
+    # One server start/stop per interpreter, server, core budget, middleware stack and
+    # repeat (twice with open-loop cells, which run after the closed-loop ones).
+    batches = len(plan.servers) * len(plan.core_budgets or (0,)) * len(plan.middleware)
+    phases = 2 if plan.open_loop_fractions else 1
+    total += interpreters * plan.repeats * batches * phases * SERVER_OVERHEAD_S
     return total

@@ -32,6 +32,7 @@ from lab.build import EXTERNAL_WARNING, SOURCE_ENV, Interpreter, ensure_built, u
 from lab.cache import parse_cache
 from lab.database import parse_database
 from lab.errors import LabError, MeasurementFailed, SpecError
+from lab.servers import SERVER_FORMS, STACKS, parse_server
 from lab.spec import (
     BUILD_PROFILES,
     DJANGO_LINES,
@@ -138,11 +139,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="variant(s) to measure, overriding the plan's (async-db needs PostgreSQL)",
     )
     p.add_argument(
-        "--server-cpus",
+        "--cores",
         default=None,
         metavar="LIST",
-        help="pin the server to these CPUs (e.g. 0 or 0,1) and the load generator and upstream to the rest; "
-        "default: the plan's (quick: shared, since 2 cores cannot be split fairly)",
+        help="core budgets to measure, e.g. 1,2: the server is pinned to its first N CPUs, load generator and "
+        "upstream to the rest (all CPUs: shared); default: the plan's (quick: all CPUs shared)",
+    )
+    p.add_argument(
+        "--server",
+        action="append",
+        default=None,
+        metavar="KIND:SHAPE",
+        help=f"server(s) to measure, overriding the plan's (repeatable): {SERVER_FORMS}",
+    )
+    p.add_argument(
+        "--stack",
+        choices=STACKS,
+        default=None,
+        help="loop and parser for ASGI servers: same = asyncio + h11 on both interpreters (the plans' default); "
+        "best-available = uvloop/httptools where they load without the GIL (labelled in every result)",
+    )
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard an interrupted run of the same --run-id instead of resuming it",
     )
     p.add_argument(
         "--django",
@@ -168,8 +188,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connections", type=int, nargs="+", default=[1, 8, 32], help="connection counts")
     p.add_argument("--duration", type=float, default=3.0, help="seconds per measurement (max 60)")
 
-    p = sub.add_parser("report", help="re-render tables from existing raw results")
+    p = sub.add_parser(
+        "report",
+        help="re-render reports from existing raw results; with several runs, also a combined report",
+        description="Re-render each run's report from its raw files. Given several runs (from one or several "
+        "machines), also write a combined report: one column per run, machine kept as a dimension, and the "
+        "run-to-run stability of the 3.13t / 3.13 ratios (cells moving more than 5% are flagged).",
+    )
     p.add_argument("runs", nargs="+", type=Path, help="run directories under results/")
+    p.add_argument(
+        "--into",
+        type=Path,
+        default=None,
+        help="where the combined report goes (default: results/combined-<first>--<last>)",
+    )
+    p.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="combine runs whose interpreters differ in version or build profile (the difference is stated)",
+    )
     return parser
 
 
@@ -211,21 +248,35 @@ def cmd_interpreters(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from lab.cells import cells_of, estimate_seconds
     from lab.envs import ensure_env
-    from lab.measure import Runner
+    from lab.measure import Runner, check_core_budgets
     from lab.report import render
     from lab.serve import check_port_free
 
     plan = load_plan(args.plan)
     database = parse_database(args.database)
     cache = parse_cache(args.cache)
-    if args.server_cpus is not None:
+    if args.cores is not None:
         try:
-            cpus = tuple(int(c) for c in args.server_cpus.split(",") if c.strip())
+            budgets = tuple(int(c) for c in args.cores.split(",") if c.strip())
         except ValueError:
-            raise SpecError(f"--server-cpus {args.server_cpus!r} must be CPU numbers like 0 or 0,1") from None
-        plan = dataclasses.replace(plan, server_cpus=cpus)
+            budgets = ()
+        if not budgets or min(budgets) < 1:
+            raise SpecError(f"--cores {args.cores!r} must be core counts like 1 or 1,2")
+        plan = dataclasses.replace(plan, core_budgets=tuple(dict.fromkeys(budgets)))
+    check_core_budgets(plan.core_budgets)
+    if args.server:
+        plan = dataclasses.replace(plan, servers=tuple(dict.fromkeys(parse_server(s) for s in args.server)))
+    if args.stack:
+        plan = dataclasses.replace(plan, stack=args.stack)
     if args.variant:
         plan = dataclasses.replace(plan, variants=tuple(dict.fromkeys(args.variant)))
+    interfaces = {s.interface for s in plan.servers}
+    for variant in plan.variants:
+        needed = "wsgi" if variant == "sync" else "asgi"
+        if "http" in plan.tiers and needed not in interfaces:
+            raise SpecError(
+                f"variant {variant!r} needs a {needed.upper()} server; servers: {', '.join(s.spec for s in plan.servers)}"
+            )
     if args.middleware:
         plan = dataclasses.replace(plan, middleware=tuple(dict.fromkeys(args.middleware)))
     only_mixes = None
@@ -248,8 +299,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     interps = resolve_interpreters(args)
     envs = [ensure_env(i, args.django) for i in interps]
     stage = args.results_dir / f".{run_id}.partial"
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
+    if args.restart:
+        shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True, exist_ok=True)
+    fingerprint = {
+        "plan": dataclasses.asdict(plan),
+        "mixes": only_mixes,
+        "database": args.database,
+        "cache": args.cache,
+        "django": args.django,
+        "interpreters": [str(e.root) for e in envs],
+    }
     estimate = estimate_seconds(plan, cells_of(plan, only_mixes), len(envs), with_crossings=only_mixes is None)
     console.print(f"plan [bold]{plan.name}[/]: {plan.description}; estimated {estimate / 60:.1f} min")
     started = time.monotonic()
@@ -263,6 +323,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             cache=cache,
             django=args.django,
             only_mixes=only_mixes,
+            fingerprint=fingerprint,
         )
         try:
             with progress_reporter(runner.total_steps(), quiet=args.quiet) as runner.on_progress:
@@ -271,9 +332,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
         finally:
             shutil.rmtree(runner.work, ignore_errors=True)
         stage.rename(final)
-    except BaseException:
-        # Never leave half-written results behind: the run directory appears whole or not at all.
-        shutil.rmtree(stage, ignore_errors=True)
+    except BaseException as exc:
+        # The run directory appears whole or not at all. Finished cells stay in the hidden
+        # staging directory's journal (complete lines only) so the same command resumes.
+        kept = _journaled_cells(stage)
+        if kept and not isinstance(exc, SpecError):
+            console.print(f"{kept} finished cells kept in {stage}; rerun the same command to resume, or add --restart")
+        else:
+            shutil.rmtree(stage, ignore_errors=True)
         raise
     table, _text = render(final)
     _print_summary(table)
@@ -287,6 +353,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
         detail = "; ".join(f"{r.bench_name} on {r.interpreter}: {r.status} ({r.reason})" for r in bad[:3])
         raise MeasurementFailed(f"{len(bad)} of {len(records)} cells not ok: {detail}")
     return 0
+
+
+def _journaled_cells(stage: Path) -> int:
+    from lab.journal import JOURNAL_NAME
+
+    path = stage / JOURNAL_NAME
+    return max(0, len(path.read_text().splitlines()) - 1) if path.is_file() else 0
 
 
 @contextlib.contextmanager
@@ -337,6 +410,8 @@ def _print_summary(table: pd.DataFrame) -> None:
         "tier",
         "mix",
         "variant",
+        "server",
+        "load",
         "conc",
         "3.13 req/s",
         "3.13 p95 ms",
@@ -345,7 +420,9 @@ def _print_summary(table: pd.DataFrame) -> None:
         "3.13t/3.13",
         "status",
     ):
-        out.add_column(col, justify="right" if col not in ("tier", "mix", "variant", "status") else "left")
+        out.add_column(
+            col, justify="right" if col not in ("tier", "mix", "variant", "server", "load", "status") else "left"
+        )
     from lab.report import _fmt
 
     for r in table.to_dict("records"):
@@ -354,12 +431,14 @@ def _print_summary(table: pd.DataFrame) -> None:
             r["tier"],
             r["point"],
             r["variant"],
+            r["server"] + (f" cores={r['cores']}" if r["cores"] else ""),
+            r["load"],
             str(r["concurrency"]),
             f"{_fmt(r['gil_rps'])} ± {_fmt(r['gil_ci'])}",
             _fmt(r["gil_p95_ms"], 2),
             f"{_fmt(r['ft_rps'])} ± {_fmt(r['ft_ci'])}",
             _fmt(r["ft_p95_ms"], 2),
-            ratio,
+            ratio + (" ⚠" if r["noisy"] else ""),
             f"{r['gil_status']}/{r['ft_status']}",
         )
     table_console.print(out)
@@ -396,9 +475,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     from lab.report import render
 
     for run in args.runs:
+        if not (run / "cells.json").is_file():
+            raise SpecError(f"'{run}' is not a lab run directory (no cells.json)")
+    if len(args.runs) > 1:
+        from lab.merge import check_compatible
+
+        check_compatible(args.runs, args.allow_mixed)  # refuse before writing anything
+    for run in args.runs:
         table, _text = render(run)
         console.print(f"[bold]{run}[/]")
         _print_summary(table)
+    if len(args.runs) > 1:
+        from lab.merge import render_combined
+
+        into = args.into or args.runs[0].parent / f"combined-{args.runs[0].name}--{args.runs[-1].name}"
+        text = render_combined(args.runs, into, allow_mixed=args.allow_mixed)
+        stability = [line for line in text.splitlines() if "shared cells agree" in line]
+        console.print(f"wrote {into / 'report.md'}" + (f": {stability[0]}" if stability else ""))
     return 0
 
 

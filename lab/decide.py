@@ -26,18 +26,28 @@ SWEEP_RE = re.compile(r"^(?P<mix>[^@]+)@(?P<param>[^=]+)=(?P<value>\d+)$")
 
 
 def http_ok(df: pd.DataFrame) -> pd.DataFrame:
+    """Valid closed-loop HTTP cells with the default middleware, at the largest core budget
+    measured (the whole box); other budgets and open-loop cells have their own tables."""
     if df.empty:
         return df
-    return df[(df["tier"] == "http") & (df["status"] == "ok") & (df["middleware"] == "default")]
+    df = df[(df["tier"] == "http") & (df["status"] == "ok") & (df["middleware"] == "default")]
+    if "load_mode" in df.columns:
+        df = df[df["load_mode"] == "closed"]
+    if "cores" in df.columns and not df.empty:
+        df = df[df["cores"] == df["cores"].max()]
+    return df
 
 
 def best_configs(df: pd.DataFrame, slo_ms: float) -> pd.DataFrame:
-    """Per point, interpreter and variant: the concurrency with the highest mean throughput
-    whose mean p95 meets the SLO (rows keep the per-repeat values of that concurrency)."""
+    """Per point, interpreter and variant: the server config and concurrency with the highest
+    mean throughput whose mean p95 meets the SLO (rows keep that cell's per-repeat values)."""
     rows: list[dict[str, Any]] = []
-    for (point, role, variant), g in http_ok(df).groupby(["point", "role", "variant"]):
+    ok = http_ok(df)
+    if not ok.empty and "server_spec" not in ok.columns:
+        ok = ok.assign(server_spec="-")
+    for (point, role, variant), g in ok.groupby(["point", "role", "variant"]):
         best: dict[str, Any] | None = None
-        for conc, c in g.groupby("concurrency"):
+        for (server, conc), c in g.groupby(["server_spec", "concurrency"]):
             rps = c["throughput_rps"].tolist()
             p95 = float(c["p95_ms"].mean())
             if p95 > slo_ms:
@@ -48,6 +58,7 @@ def best_configs(df: pd.DataFrame, slo_ms: float) -> pd.DataFrame:
                     "point": point,
                     "role": role,
                     "variant": variant,
+                    "server": server,
                     "concurrency": conc,
                     "rps": mean,
                     "values": rps,

@@ -26,7 +26,34 @@ log = logging.getLogger("lab.envs")
 WORKLOADS_DIR = REPO_ROOT / "workloads"
 GILPROBE_SOURCE = Path(__file__).with_name("gilprobe.py")
 # Packages whose versions go into every result's metadata.
-TRACKED_PACKAGES = ("django", "asgiref", "gunicorn", "uvicorn", "h11", "pyperf", "httpx", "aiohttp")
+TRACKED_PACKAGES = (
+    "django",
+    "asgiref",
+    "gunicorn",
+    "uvicorn",
+    "h11",
+    "granian",
+    "pyperf",
+    "httpx",
+    "aiohttp",
+    "uvloop",
+    "httptools",
+)
+# Optional speedups for the best-available stack: each installed only if a wheel exists.
+BEST_LOCK = WORKLOADS_DIR / "requirements-best.lock"
+# Run in the new environment: which of them import, and whether the GIL stayed off.
+BEST_STACK_PROBE = """
+import json, sys
+out = {}
+for name in ("uvloop", "httptools"):
+    try:
+        __import__(name)
+        out[name] = True
+    except ImportError:
+        out[name] = False
+gil = getattr(sys, "_is_gil_enabled", lambda: True)()
+print(json.dumps({"imports": out, "gil_enabled": gil}))
+"""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,6 +61,8 @@ class WorkloadEnv:
     interpreter: Interpreter
     root: Path
     packages: dict[str, str]
+    # What the best-available stack resolves to here: {"loop": ..., "http": ...}.
+    best_stack: dict[str, str]
 
     @property
     def python(self) -> Path:
@@ -49,6 +78,7 @@ def env_key(interpreter: Interpreter, lock: Path) -> str:
     digest.update(str(interpreter.python.resolve()).encode())
     digest.update((interpreter.cache_key or interpreter.version).encode())
     digest.update(lock.read_bytes())
+    digest.update(BEST_LOCK.read_bytes())
     digest.update(GILPROBE_SOURCE.read_bytes())
     return digest.hexdigest()[:16]
 
@@ -63,8 +93,8 @@ def ensure_env(interpreter: Interpreter, django: DjangoLine = "6.1") -> Workload
         with locked(root.with_name(root.name + ".lock")):
             if not marker.is_file():
                 _create(interpreter, root, marker, lock)
-    packages = json.loads(marker.read_text())["packages"]
-    return WorkloadEnv(interpreter=interpreter, root=root, packages=packages)
+    info = json.loads(marker.read_text())
+    return WorkloadEnv(interpreter=interpreter, root=root, packages=info["packages"], best_stack=info["best_stack"])
 
 
 def _create(interpreter: Interpreter, root: Path, marker: Path, lock: Path) -> None:
@@ -97,12 +127,37 @@ def _create(interpreter: Interpreter, root: Path, marker: Path, lock: Path) -> N
                 return_code=code,
                 log_tail=tail(log_path),
             )
+    for requirement in _requirements(BEST_LOCK):
+        # Optional: a missing wheel (e.g. no cp313t build) just leaves it out, logged.
+        cmd = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--only-binary=:all:"]
+        if run_logged([*cmd, "--no-deps", requirement], log_path=log_path, env=env) != 0:
+            log.info(
+                "%s: no usable wheel of %s; the best-available stack goes without it",
+                interpreter.spec_name,
+                requirement,
+            )
     site = Path(
         capture([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], env=env).stdout.strip()
     )
     shutil.copy(GILPROBE_SOURCE, site / "_lab_gilprobe.py")
     (site / "_lab_gilprobe.pth").write_text("import _lab_gilprobe\n")
-    marker.write_text(json.dumps({"packages": _package_versions(python)}, indent=2))
+    info = {"packages": _package_versions(python), "best_stack": _best_stack(python, interpreter.py_gil_disabled)}
+    marker.write_text(json.dumps(info, indent=2))
+
+
+def _requirements(lock: Path) -> list[str]:
+    lines = (line.split("#", 1)[0].strip() for line in lock.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+def _best_stack(python: Path, free_threaded: bool) -> dict[str, str]:
+    """uvloop/httptools where they import (and, on 3.13t, leave the GIL off); else the pure stack."""
+    probe = json.loads(capture([str(python), "-c", BEST_STACK_PROBE], env=child_env()).stdout)
+    usable = probe["imports"] if not (free_threaded and probe["gil_enabled"]) else {}
+    return {
+        "loop": "uvloop" if usable.get("uvloop") else "asyncio",
+        "http": "httptools" if usable.get("httptools") else "h11",
+    }
 
 
 def _package_versions(python: Path) -> dict[str, str]:

@@ -1,4 +1,11 @@
-"""Load stage: a closed-loop HTTP/1.1 keep-alive load generator for loopback servers.
+"""Load stage: a closed- or open-loop HTTP/1.1 keep-alive load generator for loopback servers.
+
+Closed loop (default): each connection sends its next request when the previous answer
+arrives. Open loop (``--rate``): requests are due at fixed intervals and each latency is
+measured from when its request was due, not when a connection was free to send it, so
+a server that falls behind shows it in the percentiles (no coordinated omission).
+Requests still unsent when the run stops are recorded at their wait so far and counted
+as ``unsent``.
 
 Run as its own process (``python -m lab.load``) so its CPU time is measured apart from
 the lab and the server; it prints one JSON document with counts, the HDR latency
@@ -18,6 +25,7 @@ import argparse
 import asyncio
 import ipaddress
 import json
+import math
 import resource
 import sys
 import time
@@ -45,6 +53,7 @@ class LoadParams:
     warmup: float
     max_requests: int
     timeout: float = 10.0
+    rate: float = 0.0  # requests per second for open loop; 0 = closed loop
 
 
 def check_params(p: LoadParams) -> tuple[str, int, str]:
@@ -66,11 +75,14 @@ def check_params(p: LoadParams) -> tuple[str, int, str]:
         raise LoadError(f"warmup must be in [0, {MAX_DURATION_S:g}] seconds, got {p.warmup}")
     if not 1 <= p.max_requests <= MAX_REQUESTS:
         raise LoadError(f"max_requests must be 1..{MAX_REQUESTS}, got {p.max_requests}")
+    if not 0 <= p.rate <= 1_000_000:
+        raise LoadError(f"rate must be 0 (closed loop) or up to 1,000,000 requests/s, got {p.rate}")
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     return parts.hostname, parts.port, target
 
 
-async def _read_response(reader: asyncio.StreamReader) -> int:
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """(status, whether the server closes the connection after this response)."""
     status_line = await reader.readline()
     if not status_line:
         raise ConnectionError("server closed the connection")
@@ -91,29 +103,48 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
             raise ConnectionError("chunked responses are not supported by the load generator")
     if length:
         await reader.readexactly(length)
-    if close:
-        raise ConnectionResetError("server asked to close the connection")
-    return status
+    # gunicorn's sync worker closes after every response: reconnect, not an error.
+    return status, close
 
 
 async def run_load(p: LoadParams) -> dict[str, Any]:
     host, port, path = check_params(p)
     request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: lab-load\r\n\r\n".encode()
     hist = HdrHistogram(HIST_MIN_US, HIST_MAX_US, HIST_DIGITS)
-    counts = {"ok": 0, "non_2xx": 0, "errors": 0, "warmup": 0}
+    counts = {"ok": 0, "non_2xx": 0, "errors": 0, "warmup": 0, "reconnects": 0, "unsent": 0}
     started = time.perf_counter()
     measure_from = started + p.warmup
     deadline = measure_from + p.duration
+    # Open loop: requests due up to the deadline are still sent after it, until this.
+    hard_stop = deadline + p.timeout
     budget = [p.max_requests]
+    next_slot = [0]
     error_samples: list[str] = []
+
+    def record(latency_s: float) -> None:
+        hist.record_value(max(HIST_MIN_US, min(HIST_MAX_US, round(latency_s * 1e6))))
+
+    async def due() -> float | None:
+        """When the next request is due (open loop, after waiting for it), or now; None: stop."""
+        if not p.rate:
+            now = time.perf_counter()
+            return None if now >= deadline else now
+        intended = started + next_slot[0] / p.rate
+        if intended >= deadline or time.perf_counter() >= hard_stop:
+            return None
+        next_slot[0] += 1
+        delay = intended - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        return intended
 
     async def connection() -> None:
         reader = writer = None
         while True:
-            now = time.perf_counter()
-            if now >= deadline:
+            intended = await due()
+            if intended is None:
                 break
-            measured = now >= measure_from
+            measured = intended >= measure_from
             if measured:
                 # Reserve a slot of the budget before sending, so in-flight requests
                 # on other connections can never overshoot it.
@@ -126,7 +157,7 @@ async def run_load(p: LoadParams) -> dict[str, Any]:
                 assert reader is not None and writer is not None
                 t0 = time.perf_counter()
                 writer.write(request)
-                status = await asyncio.wait_for(_read_response(reader), p.timeout)
+                status, close = await asyncio.wait_for(_read_response(reader), p.timeout)
                 t1 = time.perf_counter()
             except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
                 if measured:
@@ -138,10 +169,14 @@ async def run_load(p: LoadParams) -> dict[str, Any]:
                 reader = writer = None
                 await asyncio.sleep(0.001)
                 continue
+            if close:
+                writer.close()
+                reader = writer = None
+                counts["reconnects"] += 1
             if not measured:
                 counts["warmup"] += 1
                 continue
-            hist.record_value(max(HIST_MIN_US, min(HIST_MAX_US, round((t1 - t0) * 1e6))))
+            record(t1 - (intended if p.rate else t0))
             if 200 <= status < 300:
                 counts["ok"] += 1
             else:
@@ -155,11 +190,24 @@ async def run_load(p: LoadParams) -> dict[str, Any]:
     await asyncio.gather(*(connection() for _ in range(p.connections)))
     ended = time.perf_counter()
     cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-    measured_wall = max(1e-9, min(ended, deadline) - measure_from) if ended > measure_from else 1e-9
+    if p.rate:
+        # Due but never sent: recorded at the wait they had when the run stopped (a lower
+        # bound), so an overloaded server cannot hide them from the percentiles.
+        due_total = min(math.ceil((deadline - started) * p.rate), int(p.warmup * p.rate) + p.max_requests)
+        for slot in range(next_slot[0], due_total):
+            intended = started + slot / p.rate
+            if intended >= measure_from:
+                counts["unsent"] += 1
+                record(ended - intended)
+        measured_wall = max(1e-9, ended - measure_from)
+    else:
+        measured_wall = max(1e-9, min(ended, deadline) - measure_from) if ended > measure_from else 1e-9
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     total = counts["ok"] + counts["non_2xx"] + counts["errors"]
     return {
-        "generator": "lab.load closed-loop asyncio",
+        "generator": f"lab.load {'open' if p.rate else 'closed'}-loop asyncio",
+        "mode": "open" if p.rate else "closed",
+        "rate_rps": p.rate,
         "python": sys.version.split()[0],
         "connections": p.connections,
         "duration_s": p.duration,
@@ -191,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0, help="unmeasured seconds before measuring")
     parser.add_argument("--max-requests", type=int, default=1_000_000, help="stop after this many measured requests")
     parser.add_argument("--timeout", type=float, default=10.0, help="per-request timeout in seconds")
+    parser.add_argument(
+        "--rate", type=float, default=0.0, help="open loop: requests per second, latency from each due time (0: closed)"
+    )
     args = parser.parse_args(argv)
     params = LoadParams(
         url=args.url,
@@ -199,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup=args.warmup,
         max_requests=args.max_requests,
         timeout=args.timeout,
+        rate=args.rate,
     )
     try:
         result = asyncio.run(run_load(params))

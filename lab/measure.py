@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -34,10 +35,13 @@ from lab.envs import WORKLOADS_DIR, WorkloadEnv
 from lab.errors import LabError, SpecError
 from lab.files import write_atomic
 from lab.gilstate import GilVerdict, read_reports, verdict
+from lab.journal import Journal
 from lab.proc import ManagedProcess, child_env, managed, pinned_to, run_logged, tail
 from lab.provenance import interpreter_metadata, machine_metadata
 from lab.resources import ResourceUsage, TreeSampler
-from lab.serve import HOST, free_port, responds_tcp, running_server, server_for
+from lab.saturation import saturation
+from lab.serve import free_port, responds_tcp, running_server
+from lab.servers import HOST, ServerConfig
 from lab.spec import MixPoint, Plan
 
 log = logging.getLogger("lab.measure")
@@ -59,16 +63,23 @@ SAME_STACK_ENV = {
 }
 
 
-def cpu_layout(server_cpus: tuple[int, ...]) -> tuple[frozenset[int] | None, frozenset[int] | None]:
-    """(server CPUs, load generator + upstream CPUs); None means "all, shared"."""
-    if not server_cpus:
+def cpu_layout(cores: int) -> tuple[frozenset[int] | None, frozenset[int] | None]:
+    """(server CPUs, load generator + upstream CPUs) for a core budget; None means "all, shared".
+
+    Budget N pins the server to the first N CPUs this process may use and the helpers to
+    the rest; a budget of every CPU (or 0) shares them all, since nothing is left over.
+    """
+    available = sorted(os.sched_getaffinity(0))
+    if cores > len(available):
+        raise SpecError(f"core budget {cores} is more than the {len(available)} CPUs available ({available})")
+    if cores == 0 or cores == len(available):
         return None, None
-    available = frozenset(os.sched_getaffinity(0))
-    chosen = frozenset(server_cpus)
-    if not chosen <= available:
-        raise SpecError(f"server CPUs {sorted(chosen)} are not all available; this process may use {sorted(available)}")
-    rest = available - chosen
-    return chosen, (rest or None)
+    return frozenset(available[:cores]), frozenset(available[cores:])
+
+
+def check_core_budgets(budgets: tuple[int, ...]) -> None:
+    for cores in budgets:
+        cpu_layout(cores)
 
 
 def layout_label(server: frozenset[int] | None, helpers: frozenset[int] | None) -> str:
@@ -94,6 +105,7 @@ class Runner:
         cache: CacheChoice = LOCMEM,
         django: str = "6.1",
         only_mixes: tuple[str, ...] | None = None,
+        fingerprint: dict[str, Any] | None = None,
     ) -> None:
         self.plan = plan
         self.database = database
@@ -112,7 +124,8 @@ class Runner:
         self.records: list[CellRecord] = []
         self.benchmarks: dict[str, list[pyperf.Benchmark]] = {e.interpreter.spec_name: [] for e in envs}
         self.machine = machine_metadata()
-        self.server_cpus, self.helper_cpus = cpu_layout(plan.server_cpus)
+        check_core_budgets(plan.core_budgets)
+        self.helper_cpus: frozenset[int] | None = None  # where load generator and upstream run now
         self.upstream: ManagedProcess | None = None
         self.upstream_url = ""
         # (interpreter, point label, middleware) -> variant -> probe result (status, digest, crossings)
@@ -121,6 +134,16 @@ class Runner:
         self.variants: tuple[str, ...] = plan.variants
         self.crossing_benchmarks: dict[str, list[pyperf.Benchmark]] = {}
         self.overhead_benchmarks: dict[str, list[pyperf.Benchmark]] = {}
+        self.logs = stage_dir / "logs"
+        # (interpreter, curve) -> concurrency -> [(throughput, p95 ms)] of valid closed-loop repeats
+        self.curves: dict[tuple[str, tuple[str, str, str, str, int]], dict[int, list[tuple[float, float]]]] = {}
+        # Open-loop cells: (offered rate, what it is relative to), or why there is none.
+        self.open_rates: dict[Cell, tuple[float, str]] = {}
+        self.open_problems: dict[Cell, str] = {}
+        self.journal = Journal(stage_dir, fingerprint or {})
+        self.done: set[tuple[str, str, int]] = set()
+        for entry in self.journal.entries:
+            self._apply(entry)
 
     # -- helpers ---------------------------------------------------------------
 
@@ -156,7 +179,7 @@ class Runner:
         crossings = len(CROSSING_KINDS) * len(self.crossing_concurrency)
         if self.crossing_concurrency and any(c.tier == "handler" and c.variant == "async" for c in cells):
             crossings += 1  # the crossing-counter overhead cell
-        return len(self.envs) * (probes + sum(per_cell) + crossings)
+        return len(self.envs) * (probes + sum(per_cell) + crossings) - len(self.done)
 
     def _common_metadata(self, env: WorkloadEnv, cell: Cell) -> dict[str, Any]:
         probe = self.probes.get(self._probe_key(env, cell), {}).get(cell.variant, {})
@@ -174,7 +197,7 @@ class Runner:
             "lab_database": self.database.label,
             "lab_psycopg_impl": "python" if self.database.kind == "postgres" else "-",
             "lab_cache": self.cache.label,
-            "lab_cpu_layout": layout_label(self.server_cpus, self.helper_cpus),
+            "lab_core_budget": cell.cores or len(os.sched_getaffinity(0)),
             "lab_concurrency": cell.concurrency,
             "lab_format_version": FORMAT_VERSION,
             "lab_c_speedups": "aiohttp, multidict, yarl, propcache, frozenlist: off",
@@ -184,8 +207,51 @@ class Runner:
             "body_sha256": probe.get("sha256", "-"),
         }
 
-    def _keep(self, record: CellRecord) -> None:
+    def _stores(self) -> dict[str, dict[str, list[pyperf.Benchmark]]]:
+        return {"handler": self.benchmarks, "crossings": self.crossing_benchmarks, "overhead": self.overhead_benchmarks}
+
+    def _apply(self, entry: dict[str, Any]) -> None:
+        """Take a finished cell (live or from the journal) into the run's records and stores."""
+        record = CellRecord(**entry["record"])
         self.records.append(record)
+        self.done.add(Journal.key(entry["record"]))
+        if "bench" in entry:
+            bench = entry.get("_object") or pyperf.Benchmark.load(str(self.stage / entry["bench"]["file"]))
+            self._stores()[entry["bench"]["store"]].setdefault(record.interpreter, []).append(bench)
+        if "http_run" in entry:
+            md = entry["http_run"]["metadata"]
+            value = entry["http_run"]["value"]
+            run = pyperf.Run([value], metadata=md, collect_metadata=False)
+            self._http_runs.setdefault((record.interpreter, record.bench_name), []).append(run)
+            if record.status == "ok" and not record.rate_fraction:
+                curve = (md["lab_point"], md["lab_variant"], md["server_spec"], md["lab_middleware"], record.cores)
+                level = self.curves.setdefault((record.interpreter, curve), {})
+                level.setdefault(record.concurrency, []).append((1.0 / value, float(md["latency_p95_ms"])))
+
+    def is_done(self, interpreter: str, bench_name: str, repeat: int = 0) -> bool:
+        return (interpreter, bench_name, repeat) in self.done
+
+    def _keep(
+        self,
+        record: CellRecord,
+        *,
+        bench: tuple[str, pyperf.Benchmark] | None = None,
+        http_run: tuple[float, dict[str, Any]] | None = None,
+    ) -> None:
+        entry: dict[str, Any] = {"record": asdict(record)}
+        if bench is not None and record.status != "failed":
+            store, obj = bench
+            slug = f"{store}-{record.interpreter}-{record.bench_name.replace('/', '-')}-r{record.repeat}.json"
+            path = self.stage / "journal" / slug
+            path.parent.mkdir(exist_ok=True)
+            obj.dump(str(path), replace=True)
+            entry["bench"] = {"store": store, "file": str(path.relative_to(self.stage))}
+        if http_run is not None:
+            entry["http_run"] = {"value": http_run[0], "metadata": http_run[1]}
+        self.journal.add(entry)
+        if bench is not None:
+            entry["_object"] = bench[1]
+        self._apply(entry)
         if record.status != "ok":
             # Loudly, as it happens: an invalid cell must not wait for the summary to be seen.
             log.warning(
@@ -211,7 +277,7 @@ class Runner:
         with managed(
             cmd,
             name="upstream simulator",
-            log_path=self.work / "logs" / "upstream.log",
+            log_path=self.logs / "upstream.log",
             env=child_env({"PYTHONPATH": str(LAB_ROOT)}),
             stop_signal=signal.SIGINT,
             cpus=self.helper_cpus,
@@ -227,7 +293,7 @@ class Runner:
         """Create and seed each interpreter's own database copy (same rows every run)."""
         for env in self.envs:
             name = env.interpreter.spec_name
-            log_path = self.work / "logs" / f"seed-{name}.log"
+            log_path = self.logs / f"seed-{name}.log"
             vars_ = self._env_vars(env, self._gil_dir(f"seed-{name}"))
             code = run_logged(
                 [str(env.python), "-m", "shop.seed"], log_path=log_path, env=child_env(vars_), cwd=WORKLOADS_DIR
@@ -337,7 +403,7 @@ class Runner:
             "--output",
             str(out),
         ]
-        log_path = self.work / "logs" / f"{tag}.log"
+        log_path = self.logs / f"{tag}.log"
         started = time.monotonic()
         code = run_logged(cmd, log_path=log_path, env=child_env(vars_), cwd=WORKLOADS_DIR, timeout=1800)
         seconds = round(time.monotonic() - started, 2)
@@ -345,7 +411,9 @@ class Runner:
             return None, f"pyperf exited {code}: {tail(log_path, 3)}", seconds
         return out, "", seconds
 
-    def run_handler(self, cell: Cell, env: WorkloadEnv, *, count_crossings: bool = False) -> CellRecord:
+    def run_handler(
+        self, cell: Cell, env: WorkloadEnv, *, count_crossings: bool = False
+    ) -> tuple[CellRecord, tuple[str, pyperf.Benchmark] | None]:
         """One handler-tier cell; with ``count_crossings`` the same cell with the crossing
         counter on, to measure what the counter itself costs."""
         name = env.interpreter.spec_name
@@ -372,7 +440,7 @@ class Runner:
         out, error, record.wall_s = self.run_pyperf(env, "bench_handler.py", args, tag, vars_)
         if out is None:
             record.status, record.reason = "failed", error
-            return record
+            return record, None
         judged = self._judge(env, gil_dir)
         record.gil = judged.metadata()
         bench = pyperf.Benchmark.load(str(out))
@@ -386,12 +454,9 @@ class Runner:
         )
         if count_crossings:
             bench.update_metadata({"lab_crossing_counter": 1})
-            self.overhead_benchmarks.setdefault(name, []).append(bench)
-        else:
-            self.benchmarks[name].append(bench)
         if judged.status != "ok":
             record.status, record.reason = judged.status, judged.reason
-        return record
+        return record, ("overhead" if count_crossings else "handler", bench)
 
     def measure_counter_overhead(self, handler_cells: list[Cell]) -> None:
         """Re-run one async handler cell with the crossing counter on (when the plan has
@@ -401,12 +466,17 @@ class Runner:
             return
         cell = min(candidates, key=lambda c: c.concurrency)
         for env in self.envs:
+            if self.is_done(env.interpreter.spec_name, cell.bench_name + "/crossing-counter"):
+                continue
             self.on_progress(f"{cell.bench_name} with the crossing counter on {env.interpreter.spec_name}")
-            self._keep(self.run_handler(cell, env, count_crossings=True))
+            record, bench = self.run_handler(cell, env, count_crossings=True)
+            self._keep(record, bench=bench)
 
     # -- crossing microbenchmarks --------------------------------------------------
 
-    def run_crossings(self, env: WorkloadEnv, kind: str, concurrency: int) -> CellRecord:
+    def run_crossings(
+        self, env: WorkloadEnv, kind: str, concurrency: int
+    ) -> tuple[CellRecord, tuple[str, pyperf.Benchmark] | None]:
         name = env.interpreter.spec_name
         bench_name = f"crossing/{kind}/c{concurrency}"
         tag = f"{name}-{bench_name.replace('/', '-')}"
@@ -428,7 +498,7 @@ class Runner:
         out, error, record.wall_s = self.run_pyperf(env, script, args, tag, self._env_vars(env, gil_dir))
         if out is None:
             record.status, record.reason = "failed", error
-            return record
+            return record, None
         judged = self._judge(env, gil_dir)
         record.gil = judged.metadata()
         record.status, record.reason = judged.status, judged.reason
@@ -445,8 +515,7 @@ class Runner:
                 "lab_format_version": FORMAT_VERSION,
             }
         )
-        self.crossing_benchmarks.setdefault(name, []).append(bench)
-        return record
+        return record, ("crossings", bench)
 
     # -- HTTP tier ---------------------------------------------------------------
 
@@ -472,6 +541,8 @@ class Runner:
             "--max-requests",
             str(self.plan.http_max_requests),
         ]
+        if cell.open_loop:
+            load_cmd += ["--rate", f"{self.open_rates[cell][0]:.3f}"]
         limit = self.plan.http_warmup + self.plan.http_duration + 60
         try:
             done = subprocess.run(
@@ -491,17 +562,28 @@ class Runner:
         load: dict[str, Any] = json.loads(done.stdout)
         return load, usage, upstream_cpu
 
-    def http_batch(self, env: WorkloadEnv, interface: str, middleware: str, cells: list[Cell], repeat: int) -> None:
-        """All cells of one interface and middleware stack on one interpreter, against one server.
+    def server_config(self, env: WorkloadEnv, cell: Cell) -> ServerConfig:
+        """The cell's server with the loop and parser this interpreter gets under the plan's stack."""
+        assert cell.server is not None
+        if self.plan.stack == "best-available":
+            return cell.server.with_stack(env.best_stack["loop"], env.best_stack["http"])
+        return cell.server
+
+    def http_batch(self, env: WorkloadEnv, cells: list[Cell], repeat: int) -> None:
+        """All cells of one server config, core budget and middleware stack on one
+        interpreter, against one server process tree.
 
         One server per batch keeps start-up out of the cells; the GIL verdict covers
         every process of that server, so it applies to every cell of the batch.
         """
         name = env.interpreter.spec_name
-        tag = f"{name}-{interface}-{middleware}-r{repeat}"
+        first = cells[0]
+        config = self.server_config(env, first)
+        open_tag = "-open" if first.open_loop else ""
+        tag = f"{name}-{config.spec.replace(':', '-')}-cores{first.cores}-{first.middleware}{open_tag}-r{repeat}"
         gil_dir = self._gil_dir(tag)
-        config = server_for(interface, self.plan.server_threads)
-        server_env = self._env_vars(env, gil_dir, middleware, interface)
+        server_cpus, self.helper_cpus = cpu_layout(first.cores)
+        server_env = self._env_vars(env, gil_dir, first.middleware, config.interface)
         pending: list[tuple[Cell, CellRecord, dict[str, Any] | None]] = []
         try:
             with running_server(
@@ -509,14 +591,16 @@ class Runner:
                 env,
                 port=self.port,
                 extra_env=server_env,
-                log_path=self.work / "logs" / f"{tag}-server.log",
-                cpus=self.server_cpus,
+                log_path=self.logs / f"{tag}-server.log",
+                cpus=server_cpus,
             ) as (server, port):
                 for cell in cells:
                     self.on_progress(f"{cell.bench_name} on {name} (repeat {repeat + 1}/{self.plan.repeats})")
                     record = CellRecord.of(cell, name, repeat)
                     pending.append((cell, record, None))
                     problem = self.probe_problem(env, cell)
+                    if not problem and cell.open_loop and cell not in self.open_rates:
+                        problem = self.open_problems.get(cell, "no saturation measured for its closed-loop curve")
                     if problem:
                         record.status, record.reason = "failed", problem
                         continue
@@ -537,7 +621,8 @@ class Runner:
                             f"server died during the cell (exit {server.proc.returncode}): {server.log_tail(3)}"
                         )
                         continue
-                    metadata = self._http_metadata(env, cell, repeat, config.metadata(), load, usage, upstream_cpu)
+                    server_md = {**config.metadata(), "lab_cpu_layout": layout_label(server_cpus, self.helper_cpus)}
+                    metadata = self._http_metadata(env, cell, repeat, server_md, load, usage, upstream_cpu)
                     if metadata["load_errors"]:
                         # Say why requests failed while the server's log is at hand.
                         metadata["load_error_samples"] += f" | server log: {server.log_tail(4)[-600:]}"
@@ -550,13 +635,17 @@ class Runner:
                     record.status, record.reason = "failed", str(exc)
         # The server is stopped now, so every one of its processes has written its GIL report.
         judged = self._judge(env, gil_dir)
-        for cell, record, cell_md in pending:
+        for _cell, record, cell_md in pending:
             record.gil = judged.metadata()
             if record.status == "ok" and cell_md is not None:
                 record.status, record.reason = self._judge_load(cell_md, judged)
                 if record.status != "failed":  # invalid cells stay in the JSON, marked, for the record
                     verdict_md = {**judged.metadata(), "lab_status": record.status, "lab_reason": record.reason or "-"}
-                    self._add_http_run(name, cell, repeat, {**cell_md, **verdict_md})
+                    # One pyperf value per repeat: wall seconds per request (1 / throughput),
+                    # so pyperf's "lower is faster" holds and compare_to works unchanged.
+                    md = {**cell_md, **verdict_md}
+                    self._keep(record, http_run=(1.0 / md.pop("_throughput"), md))
+                    continue
             self._keep(record)
 
     def _judge_load(self, md: dict[str, Any], judged: GilVerdict) -> tuple[Any, str]:
@@ -588,6 +677,12 @@ class Runner:
             "unit": "second",
             "lab_repeat": repeat,
             "load_generator": load["generator"],
+            "load_mode": load["mode"],
+            "load_rate_rps": round(load["rate_rps"], 3),
+            "load_rate_fraction": cell.rate_fraction,
+            "load_rate_basis": self.open_rates[cell][1] if cell.open_loop else "-",
+            "load_unsent": load["unsent"],
+            "load_reconnects": load["reconnects"],
             "load_connections": load["connections"],
             "load_duration_s": load["duration_s"],
             "load_requests": load["requests"],
@@ -612,13 +707,6 @@ class Runner:
             "_throughput": load["throughput_rps"],
         }
 
-    def _add_http_run(self, name: str, cell: Cell, repeat: int, metadata: dict[str, Any]) -> None:
-        throughput = metadata.pop("_throughput")
-        # One pyperf value per repeat: wall seconds per request (1 / throughput), so
-        # pyperf's "lower is faster" holds and compare_to works unchanged.
-        run = pyperf.Run([1.0 / throughput], metadata=metadata, collect_metadata=False)
-        self._http_runs.setdefault((name, cell.bench_name), []).append(run)
-
     # -- the whole plan ----------------------------------------------------------
 
     def run(self) -> list[CellRecord]:
@@ -633,6 +721,8 @@ class Runner:
                 record.status, record.reason = "skipped", reason
                 self.records.append(record)
         self.variants = tuple(dict.fromkeys(c.variant for c in runnable))
+        if self.done:
+            log.info("resuming: %d cells were finished earlier and are kept", len(self.done))
         with self.services_running(), self.upstream_running():
             self.seed()
             to_probe = {self._probe_key(self.envs[0], c)[1:]: c for c in runnable}
@@ -643,6 +733,8 @@ class Runner:
             for index, cell in enumerate(c for c in runnable if c.tier == "handler"):
                 # Alternate which interpreter goes first so slow drift does not favour one side.
                 for env in self.envs if index % 2 == 0 else list(reversed(self.envs)):
+                    if self.is_done(env.interpreter.spec_name, cell.bench_name):
+                        continue
                     self.on_progress(f"{cell.bench_name} on {env.interpreter.spec_name}")
                     problem = self.probe_problem(env, cell)
                     if problem:
@@ -650,33 +742,82 @@ class Runner:
                         record.status, record.reason = "failed", problem
                         self._keep(record)
                     else:
-                        self._keep(self.run_handler(cell, env))
+                        record, bench = self.run_handler(cell, env)
+                        self._keep(record, bench=bench)
             self.measure_counter_overhead([c for c in runnable if c.tier == "handler"])
             for index, (kind, concurrency) in enumerate(
                 (k, c) for k in CROSSING_KINDS for c in self.crossing_concurrency
             ):
                 for env in self.envs if index % 2 == 0 else list(reversed(self.envs)):
+                    if self.is_done(env.interpreter.spec_name, f"crossing/{kind}/c{concurrency}"):
+                        continue
                     self.on_progress(f"crossing/{kind}/c{concurrency} on {env.interpreter.spec_name}")
-                    self._keep(self.run_crossings(env, kind, concurrency))
+                    record, bench = self.run_crossings(env, kind, concurrency)
+                    self._keep(record, bench=bench)
             http = [c for c in runnable if c.tier == "http"]
-            # Repeats outermost and interpreters inside: A B A B, never A A B B.
-            for repeat in range(self.plan.repeats):
-                for env in self.envs:
-                    for interface in ("wsgi", "asgi"):
-                        for middleware in self.plan.middleware:
-                            batch = [c for c in http if c.interface == interface and c.middleware == middleware]
-                            if batch:
-                                self.http_batch(env, interface, middleware, batch, repeat)
+            self.run_http([c for c in http if not c.open_loop])
+            open_cells = [c for c in http if c.open_loop]
+            if open_cells:
+                self.choose_open_rates(open_cells)
+                self.run_http(open_cells)
         for (name, _bench), runs in self._http_runs.items():
             self.benchmarks[name].append(pyperf.Benchmark(runs))
         return self.records
 
+    def run_http(self, cells: list[Cell]) -> None:
+        """Repeats outermost and interpreters inside (A B A B, never A A B B); one server
+        per interpreter, server config, core budget and middleware stack within a repeat."""
+        batches: dict[tuple[int, str, str], list[Cell]] = {}
+        for cell in cells:
+            assert cell.server is not None
+            batches.setdefault((cell.cores, cell.server.spec, cell.middleware), []).append(cell)
+        for repeat in range(self.plan.repeats):
+            for env in self.envs:
+                name = env.interpreter.spec_name
+                for batch in batches.values():
+                    todo = [c for c in batch if not self.is_done(name, c.bench_name, repeat)]
+                    if todo:
+                        self.http_batch(env, todo, repeat)
+
+    def choose_open_rates(self, cells: list[Cell]) -> None:
+        """Offered rate per open-loop cell: its fraction of the saturation throughput of the
+        best `sync` server on the GIL build for the same point, core budget and middleware,
+        so every variant and both interpreters get the same rate (or of the first variant's,
+        when the plan has no `sync`)."""
+        basis_variant = "sync" if "sync" in self.variants else self.variants[0]
+        gil = self.envs[0].interpreter.spec_name
+        for cell in cells:
+            found = []
+            for (name, curve), levels in self.curves.items():
+                point, variant, server, middleware, cores = curve
+                if (name, point, variant, middleware, cores) != (
+                    gil,
+                    cell.point.label,
+                    basis_variant,
+                    cell.middleware,
+                    cell.cores,
+                ):
+                    continue
+                means = {
+                    c: (statistics.fmean(v[0] for v in vs), statistics.fmean(v[1] for v in vs))
+                    for c, vs in levels.items()
+                }
+                sat = saturation(means, self.plan.slo_ms)
+                if sat is not None:
+                    found.append((sat, server))
+            if not found:
+                self.open_problems[cell] = f"no valid closed-loop curve of {basis_variant} on {gil} to saturate"
+                continue
+            sat, server = max(found, key=lambda f: f[0].throughput_rps)
+            basis = (
+                f"{cell.rate_fraction:g} x {sat.throughput_rps:.1f} req/s, the saturation of {basis_variant} on {gil} "
+                f"({server}, {sat.concurrency} connections: {sat.reason})"
+            )
+            self.open_rates[cell] = (cell.rate_fraction * sat.throughput_rps, basis)
+
     def write(self, plan_path_note: str) -> None:
         raw = self.stage / "raw"
         raw.mkdir(parents=True, exist_ok=True)
-        # Server, seed and pyperf logs: small, and the first place to look when a cell failed.
-        if (self.work / "logs").is_dir():
-            shutil.copytree(self.work / "logs", self.stage / "logs", dirs_exist_ok=True)
         stores = (
             ("", self.benchmarks),
             ("crossings", self.crossing_benchmarks),
@@ -689,6 +830,9 @@ class Runner:
                     (raw / subdir).mkdir(exist_ok=True)
                     suite = pyperf.BenchmarkSuite(store[name])
                     write_atomic(raw / subdir / f"{name}.json", functools.partial(_dump_suite, suite))
+        # The run is whole: the resume journal has served its purpose.
+        shutil.rmtree(self.stage / "journal", ignore_errors=True)
+        self.journal.path.unlink(missing_ok=True)
         cells_doc = {
             "format_version": FORMAT_VERSION,
             "plan": asdict(self.plan),

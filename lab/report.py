@@ -8,6 +8,7 @@ Writes ``report.md`` and ``tables/summary.csv`` beside the raw data.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import json
 import math
@@ -19,7 +20,7 @@ from typing import Any
 import pandas as pd
 import pyperf
 
-from lab import FORMAT_VERSION, plots
+from lab import FORMAT_VERSION, plots, tables
 from lab.claims import ledger
 from lab.decide import DEFAULT_SLO_MS, Decisions, decide, interval_text
 from lab.errors import LabError
@@ -28,6 +29,8 @@ from lab.stats import mean_ci, ratio_ci
 
 # The load generator should cost at most this fraction of the server's CPU.
 LOAD_SHARE_TARGET = 0.10
+# Coefficient of variation over repeats above which a cell is flagged too noisy to decide.
+NOISY_CV = 0.10
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ def load_run(run_dir: Path) -> RunData:
         raise LabError(
             f"{cells_path} has format_version {cells.get('format_version')!r}; this lab reads {FORMAT_VERSION}"
         )
+    machine = machine_label(cells.get("machine", {}))
     rows: list[dict[str, Any]] = []
     for path in sorted((run_dir / "raw").glob("*.json")):
         suite = pyperf.BenchmarkSuite.load(str(path))
@@ -55,6 +59,8 @@ def load_run(run_dir: Path) -> RunData:
                 for value in run.values:
                     rows.append(
                         {
+                            "run": run_dir.name,
+                            "machine": machine,
                             "interpreter": md["lab_interpreter"],
                             "role": md["lab_role"],
                             "build_profile": md.get("lab_build_profile", "?"),
@@ -80,6 +86,14 @@ def load_run(run_dir: Path) -> RunData:
                             if float(md.get("server_cpu_s", 0) or 0) > 0 and "upstream_cpu_s" in md
                             else math.nan,
                             "server_config": _server_label(md),
+                            "server_spec": md.get("server_spec", _server_label(md)),
+                            "cores": int(md.get("lab_core_budget", 0)),
+                            "load_mode": md.get("load_mode", "closed" if "server_kind" in md else "-"),
+                            "rate_fraction": float(md.get("load_rate_fraction", 0.0)),
+                            "rate_rps": float(md.get("load_rate_rps", 0.0)),
+                            "p999_ms": float(md.get("latency_p999_ms", math.nan)),
+                            "rss_peak_mib": float(md.get("server_rss_peak_mib", math.nan)),
+                            "rss_mean_mib": float(md.get("server_rss_mean_mib", math.nan)),
                         }
                     )
     return RunData(run_dir=run_dir, cells=cells, values=pd.DataFrame(rows))
@@ -149,7 +163,14 @@ def counter_overhead(run_dir: Path, data: RunData) -> list[str]:
     return lines
 
 
+def machine_label(machine: dict[str, Any]) -> str:
+    """The machine dimension: host, CPUs and model (runs on different machines never pool)."""
+    return f"{machine.get('hostname', '?')} ({machine.get('cpu_count', '?')} CPUs, {machine.get('cpu_model', '?')})"
+
+
 def _server_label(md: dict[str, Any]) -> str:
+    if "server_label" in md:
+        return str(md["server_label"])
     kind = md.get("server_kind")
     if not kind:
         return "in-process"
@@ -163,15 +184,19 @@ def summary_table(data: RunData) -> pd.DataFrame:
     df = data.values
     if df.empty:
         return pd.DataFrame()
-    keys = ["tier", "point", "middleware", "variant", "concurrency"]
+    keys = ["tier", "point", "middleware", "variant", "server_spec", "cores", "rate_fraction", "concurrency"]
     out: list[dict[str, Any]] = []
     for key, group in df.groupby(keys, sort=True):
-        tier, point, middleware, variant, conc = key
+        tier, point, middleware, variant, server, cores, fraction, conc = key
         by_role = {role: g for role, g in group.groupby("role")}
         row: dict[str, Any] = {
             "tier": tier,
             "point": point if middleware == "default" else f"{point} +{middleware}",
             "variant": variant,
+            "server": server,
+            "cores": cores,
+            "load": f"open {fraction:g}x sat" if fraction else "closed",
+            "rate_rps": group["rate_rps"].mean(),
             "concurrency": conc,
             "crossings": int(group["crossings"].max()),
         }
@@ -185,6 +210,9 @@ def summary_table(data: RunData) -> pd.DataFrame:
                         f"{role}_ci": math.nan,
                         f"{role}_cv": math.nan,
                         f"{role}_p95_ms": math.nan,
+                        f"{role}_p99_ms": math.nan,
+                        f"{role}_cpu_ms": math.nan,
+                        f"{role}_rss_mib": math.nan,
                         f"{role}_n": 0,
                         f"{role}_status": "missing",
                     }
@@ -200,6 +228,9 @@ def summary_table(data: RunData) -> pd.DataFrame:
                     f"{role}_ci": ci,
                     f"{role}_cv": statistics.stdev(rps) / mean if len(rps) > 1 else math.nan,
                     f"{role}_p95_ms": g["p95_ms"].mean(),
+                    f"{role}_p99_ms": g["p99_ms"].mean(),
+                    f"{role}_cpu_ms": g["server_cpu_ms_per_req"].mean(),
+                    f"{role}_rss_mib": g["rss_peak_mib"].mean(),
                     f"{role}_n": len(rps),
                     f"{role}_status": "ok" if statuses == ["ok"] else "+".join(statuses),
                     f"{role}_server": g["server_config"].iloc[0],
@@ -213,6 +244,9 @@ def summary_table(data: RunData) -> pd.DataFrame:
             # An invalid (e.g. GIL re-enabled) side is excluded from ratios, never averaged in.
             ratio, low, high = math.nan, math.nan, math.nan
         row.update({"ft_over_gil": ratio, "ratio_low": low, "ratio_high": high})
+        cvs = [row.get(f"{role}_cv", math.nan) for role in ("gil", "ft")]
+        # Too noisy to decide: a side whose repeats scatter more than NOISY_CV.
+        row["noisy"] = any(cv > NOISY_CV for cv in cvs if not math.isnan(cv))
         out.append(row)
     return pd.DataFrame(out)
 
@@ -242,6 +276,14 @@ def mix_table(data: RunData) -> pd.DataFrame:
             row[f"{role}_io_fraction"] = row["nominal_wait_ms"] / p50 if p50 else math.nan
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _side_by_side(gil: Any, ft: Any) -> str:
+    """One server label, or both when the interpreters ran different stacks (best-available)."""
+    labels = [x for x in (gil, ft) if isinstance(x, str)]
+    if len(set(labels)) == 2:
+        return f"3.13: {labels[0]}; 3.13t: {labels[1]} (stacks differ)"
+    return labels[0] if labels else "—"
 
 
 def _fmt(value: float, digits: int = 0) -> str:
@@ -337,6 +379,123 @@ def headline_lines(table: pd.DataFrame, decided: Decisions) -> list[str]:
     return lines if len(lines) > 3 else []
 
 
+def _interval(ratio: float, low: float, high: float) -> str:
+    if math.isnan(ratio):
+        return "—"
+    return f"{ratio:.2f}" + ("" if math.isnan(low) else f" [{low:.2f}, {high:.2f}]")
+
+
+def _who(role: str) -> str:
+    return "3.13t" if role == "ft" else "3.13"
+
+
+def axes_lines(axes: dict[str, pd.DataFrame], slo_ms: float) -> list[str]:
+    """Sections for the free-threading effect, best configuration, saturation, open loop
+    and the core and memory axes (each only when the run measured that axis)."""
+    lines: list[str] = []
+    effect = axes["ft_effect"]
+    if not effect.empty:
+        lines += [
+            "",
+            "## Free-threading effect: one thread and best configuration",
+            "",
+            "3.13t / 3.13 throughput (bootstrap 95% interval). One thread: the handler tier at concurrency 1 "
+            "(in-process, no server). Best: each interpreter at its own best server shape and concurrency over "
+            f"HTTP within the {slo_ms:g} ms p95 SLO, at the largest core budget.",
+            "",
+            "| mix | variant | one thread | best config | 3.13 best | 3.13t best |",
+            "|---|---|---:|---:|---|---|",
+        ]
+        for r in effect.to_dict("records"):
+            lines.append(
+                f"| {r['point']} | {r['variant']} | {_interval(r.get('one_thread', math.nan), r.get('one_low', math.nan), r.get('one_high', math.nan))} | "
+                f"{_interval(r.get('best', math.nan), r.get('best_low', math.nan), r.get('best_high', math.nan))} | "
+                f"{r.get('gil_best', '—') if isinstance(r.get('gil_best'), str) else '—'} | "
+                f"{r.get('ft_best', '—') if isinstance(r.get('ft_best'), str) else '—'} |"
+            )
+    best = axes["best_config"]
+    if not best.empty and best["configs_tried"].max() > 1:
+        lines += [
+            "",
+            "## Best configuration found (P x T search)",
+            "",
+            f"Per mix, variant and interpreter: the server shape and concurrency with the highest throughput whose "
+            f"p95 met {slo_ms:g} ms, out of the configurations tried.",
+            "",
+            "| mix | variant | interpreter | best server @ connections | req/s | p95 ms | configs tried |",
+            "|---|---|---|---|---:|---:|---:|",
+        ]
+        for r in best.to_dict("records"):
+            lines.append(
+                f"| {r['point']} | {r['variant']} | {_who(r['role'])} | {r['best_server']} @{r['concurrency']} | "
+                f"{_fmt(r['rps'])} ± {_fmt(r['ci'])} | {_fmt(r['p95_ms'], 1)} | {r['configs_tried']} |"
+            )
+    sat = axes["saturation"]
+    if not sat.empty:
+        lines += [
+            "",
+            "## Saturation per concurrency curve",
+            "",
+            f"The lowest concurrency whose throughput is within 5% of the curve's maximum, or the last one before "
+            f"p95 went over {slo_ms:g} ms.",
+            "",
+            "| mix | variant | server | cores | interpreter | levels | saturates at | req/s there | p95 ms there | why |",
+            "|---|---|---|---:|---|---|---:|---:|---:|---|",
+        ]
+        for r in sat.to_dict("records"):
+            lines.append(
+                f"| {r['point']} | {r['variant']} | {r['server_spec']} | {r['cores']} | {_who(r['role'])} | {r['levels']} | "
+                f"{r['saturation_concurrency']} | {_fmt(r['saturation_rps'])} | {_fmt(r['saturation_p95_ms'], 1)} | {r['reason']} |"
+            )
+    open_loop = axes["open_loop"]
+    if not open_loop.empty:
+        lines += [
+            "",
+            "## Open loop: latency at a fixed offered rate",
+            "",
+            "Requests due at fixed intervals; latency from each request's due time (no coordinated omission). The "
+            "rate is a fraction of the saturation throughput of `sync` on 3.13 (its best server), the same for every "
+            "variant and both interpreters.",
+            "",
+            "| mix | variant | server | cores | fraction | interpreter | offered req/s | served req/s | p50 | p95 | p99 | p99.9 ms |",
+            "|---|---|---|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in open_loop.to_dict("records"):
+            lines.append(
+                f"| {r['point']} | {r['variant']} | {r['server_spec']} | {r['cores']} | {r['rate_fraction']:g} | "
+                f"{_who(r['role'])} | {_fmt(r['offered_rps'])} | {_fmt(r['served_rps'])} | {_fmt(r['p50_ms'], 1)} | "
+                f"{_fmt(r['p95_ms'], 1)} | {_fmt(r['p99_ms'], 1)} | {_fmt(r['p999_ms'], 1)} |"
+            )
+    ax = axes["axes"]
+    if not ax.empty:
+        lines += [
+            "",
+            "## Core and memory axes",
+            "",
+            "Closed loop, default middleware, each configuration at its best concurrency: throughput per core budget "
+            "and per GiB of mean server RSS (the whole process tree). Several processes buy parallelism on 3.13 with "
+            "memory; one threaded process on 3.13t shares it. Best by memory efficiency per mix and interpreter:",
+            "",
+        ]
+        for (cores, point, role), g in ax.dropna(subset=["rps_per_gib"]).groupby(["cores", "point", "role"]):
+            top = g.sort_values("rps_per_gib").iloc[-1]
+            lines.append(
+                f"- {point} on {_who(str(role))} at {cores} cores: {top['variant']} on {top['server']} "
+                f"({top['rps_per_gib']:,.0f} req/s per GiB; {top['rps']:,.0f} req/s in {top['rss_mean_mib']:.0f} MiB)."
+            )
+        lines += [
+            "",
+            "| cores | mix | variant | server | interpreter | conc | req/s | RSS MiB | req/s per GiB |",
+            "|---:|---|---|---|---|---:|---:|---:|---:|",
+        ]
+        for r in ax.to_dict("records"):
+            lines.append(
+                f"| {r['cores']} | {r['point']} | {r['variant']} | {r['server']} | {_who(r['role'])} | {r['concurrency']} | "
+                f"{_fmt(r['rps'])} ± {_fmt(r['ci'])} | {_fmt(r['rss_mean_mib'])} | {_fmt(r['rps_per_gib'])} |"
+            )
+    return lines
+
+
 def claims_lines(claims: pd.DataFrame) -> list[str]:
     lines = [
         "",
@@ -361,6 +520,7 @@ def markdown(
     crossings: pd.DataFrame,
     decided: Decisions,
     claims: pd.DataFrame | None = None,
+    axes: dict[str, pd.DataFrame] | None = None,
 ) -> str:
     cells = data.cells
     interps = cells.get("interpreters", {})
@@ -406,8 +566,12 @@ def markdown(
         "ratio is 3.13t / 3.13 throughput with a bootstrap 95% interval. Cells whose GIL came back on are invalid and "
         "excluded from ratios.",
         "",
-        "| tier | mix | variant | conc | server | crossings per request | 3.13 req/s | 3.13 p95 | 3.13t req/s | 3.13t p95 | 3.13t/3.13 | status |",
-        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
+        f"CPU is server CPU ms per request; RSS is the server tree's peak MiB. ⚠ marks a cell whose repeats vary by "
+        f"more than {NOISY_CV:.0%} (CV) on either side: too noisy to decide on its own.",
+        "",
+        "| tier | mix | variant | server | cores | load | conc | crossings per request | 3.13 req/s | 3.13 p95 / p99 | "
+        "3.13 CPU · RSS | 3.13t req/s | 3.13t p95 / p99 | 3.13t CPU · RSS | 3.13t/3.13 | status |",
+        "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in table.to_dict("records"):
         ratio = (
@@ -418,15 +582,24 @@ def markdown(
                 + ("" if math.isnan(r["ratio_low"]) else f" [{r['ratio_low']:.2f}, {r['ratio_high']:.2f}]")
             )
         )
+        server = _side_by_side(r.get("gil_server"), r.get("ft_server"))
+        load = r["load"] + (f" ({r['rate_rps']:,.0f}/s)" if r["rate_rps"] else "")
+        sides = []
+        for role in ("gil", "ft"):
+            sides.append(
+                f"{_fmt(r[f'{role}_rps'])} ± {_fmt(r[f'{role}_ci'])} | {_fmt(r[f'{role}_p95_ms'], 1)} / "
+                f"{_fmt(r[f'{role}_p99_ms'], 1)} | {_fmt(r[f'{role}_cpu_ms'], 2)} · {_fmt(r[f'{role}_rss_mib'])}"
+            )
         lines.append(
-            f"| {r['tier']} | {r['point']} | {r['variant']} | {r['concurrency']} | {r.get('gil_server', r.get('ft_server', ''))} | "
-            f"{r['crossings'] if r['crossings'] >= 0 else '—'} | "
-            f"{_fmt(r['gil_rps'])} ± {_fmt(r['gil_ci'])} | {_fmt(r['gil_p95_ms'], 2)} | "
-            f"{_fmt(r['ft_rps'])} ± {_fmt(r['ft_ci'])} | {_fmt(r['ft_p95_ms'], 2)} | {ratio} | "
-            f"{r['gil_status']} / {r['ft_status']} |"
+            f"| {r['tier']} | {r['point']} | {r['variant']} | {server} | {r['cores'] or '—'} | "
+            f"{load} | "
+            f"{r['concurrency']} | {r['crossings'] if r['crossings'] >= 0 else '—'} | {sides[0]} | {sides[1]} | "
+            f"{ratio}{' ⚠' if r['noisy'] else ''} | {r['gil_status']} / {r['ft_status']} |"
         )
     lines += headline_lines(table, decided)
     lines += decision_lines(decided)
+    if axes:
+        lines += axes_lines(axes, decided.slo_ms)
     if claims is not None and not claims.empty:
         lines += claims_lines(claims)
     if not mixes.empty:
@@ -498,6 +671,10 @@ def html_page(title: str, intro: str, plots: list[Path], tables: dict[str, pd.Da
     return "\n".join(parts)
 
 
+def _to_csv(frame: pd.DataFrame, path: Path) -> None:
+    frame.to_csv(path, index=False)
+
+
 def render(run_dir: Path, slo_ms: float = DEFAULT_SLO_MS) -> tuple[pd.DataFrame, str]:
     """Write report.md and tables/*.csv for one run; return the summary table and markdown."""
     data = load_run(run_dir)
@@ -506,8 +683,17 @@ def render(run_dir: Path, slo_ms: float = DEFAULT_SLO_MS) -> tuple[pd.DataFrame,
     crossings = crossing_table(run_dir)
     decided = decide(data.values, slo_ms)
     claims = ledger(data.values, crossings, slo_ms, decided)
-    text = markdown(data, table, mixes, crossings, decided, claims)
+    axes = {
+        "ft_effect": tables.ft_effect_table(data.values, slo_ms),
+        "best_config": tables.best_config_table(data.values, slo_ms),
+        "saturation": tables.saturation_table(data.values, slo_ms),
+        "open_loop": tables.open_loop_table(data.values),
+        "axes": tables.axes_table(data.values),
+    }
+    text = markdown(data, table, mixes, crossings, decided, claims, axes)
     (run_dir / "tables").mkdir(exist_ok=True)
+    for name, frame in axes.items():
+        write_atomic(run_dir / "tables" / f"{name.replace('_', '-')}.csv", functools.partial(_to_csv, frame))
     write_atomic(run_dir / "tables" / "summary.csv", lambda p: table.to_csv(p, index=False))
     write_atomic(run_dir / "tables" / "mixes.csv", lambda p: mixes.to_csv(p, index=False))
     write_atomic(run_dir / "tables" / "crossings.csv", lambda p: crossings.to_csv(p, index=False))
@@ -531,6 +717,8 @@ def render(run_dir: Path, slo_ms: float = DEFAULT_SLO_MS) -> tuple[pd.DataFrame,
         plots.throughput_by_mix(table, run_dir / "plots" / "throughput.png") if not table.empty else None,
         plots.break_even_curve(ratios, run_dir / "plots" / "break-even.png"),
         plots.decision_heatmap(decisions, run_dir / "plots" / "decision-map.png"),
+        plots.throughput_vs_concurrency(data.values, run_dir / "plots" / "throughput-vs-concurrency.png"),
+        plots.latency_percentiles(data.values, run_dir / "plots" / "latency-percentiles.png"),
     ]
     page = html_page(
         f"Lab report: {run_dir.name}",
@@ -543,6 +731,11 @@ def render(run_dir: Path, slo_ms: float = DEFAULT_SLO_MS) -> tuple[pd.DataFrame,
             "break-even ratios": ratios,
             "mixes": mixes,
             "crossing costs": crossings,
+            "free-threading effect": axes["ft_effect"],
+            "best configuration": axes["best_config"],
+            "saturation": axes["saturation"],
+            "open loop": axes["open_loop"],
+            "core and memory axes": axes["axes"],
         },
     )
     write_atomic(run_dir / "report.html", lambda p: p.write_text(page))

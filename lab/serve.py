@@ -1,9 +1,11 @@
 """Serve stage: start a workload server on a loopback port and stop it cleanly.
 
-The server config is part of every result. Both interpreters get the same stack:
-gunicorn's ``gthread`` worker for WSGI, uvicorn with the pure asyncio loop and h11
-parser for ASGI (uvloop and httptools have no cp313t wheels, and an extension without
-free-threading support would re-enable the GIL).
+The server config is part of every result: gunicorn ``sync`` (P processes) and ``gthread``
+(P x T) for WSGI, uvicorn (P processes) for ASGI, and granian (WSGI P x T, ASGI P) as an
+extra; ``granian==2.7.9`` is pinned because later releases dropped 3.13t wheels. By
+default both interpreters get the same pure-Python stack (asyncio loop, h11 parser):
+uvloop and httptools have no cp313t wheels, and an extension without free-threading
+support would re-enable the GIL. ``best-available`` uses them where they load, and says so.
 """
 
 from __future__ import annotations
@@ -12,101 +14,16 @@ import contextlib
 import errno
 import http.client
 import ipaddress
-import signal
 import socket
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
 
 from lab.envs import WORKLOADS_DIR, WorkloadEnv
 from lab.errors import ServerStartFailed, SpecError
 from lab.proc import ManagedProcess, child_env, managed
+from lab.servers import HOST, ServerConfig, command
 
-HOST = "127.0.0.1"
 READY_TIMEOUT_S = 60.0
-ServerKind = Literal["gunicorn-gthread", "uvicorn"]
-
-
-@dataclass(frozen=True, kw_only=True)
-class ServerConfig:
-    kind: ServerKind
-    workers: int = 1
-    threads: int = 1
-    loop: str = "asyncio"
-    http: str = "h11"
-
-    @property
-    def stop_signal(self) -> int:
-        # gunicorn stops gracefully on SIGTERM. uvicorn re-raises SIGTERM after its
-        # shutdown, which kills it before atexit handlers (our GIL report) run; on
-        # SIGINT it ends with KeyboardInterrupt, so atexit still runs.
-        return signal.SIGTERM if self.kind == "gunicorn-gthread" else signal.SIGINT
-
-    @property
-    def label(self) -> str:
-        if self.kind == "gunicorn-gthread":
-            return f"gunicorn gthread {self.workers}x{self.threads}"
-        return f"uvicorn {self.workers}w {self.loop}+{self.http}"
-
-    def metadata(self) -> dict[str, Any]:
-        return {f"server_{k}": v for k, v in asdict(self).items()}
-
-
-def server_for(interface: str, threads: int) -> ServerConfig:
-    if interface == "wsgi":
-        return ServerConfig(kind="gunicorn-gthread", workers=1, threads=threads)
-    return ServerConfig(kind="uvicorn", workers=1)
-
-
-def command(config: ServerConfig, python: Path, port: int) -> list[str]:
-    if config.kind == "gunicorn-gthread":
-        return [
-            str(python),
-            "-m",
-            "gunicorn",
-            "labsite.wsgi:application",
-            "--worker-class",
-            "gthread",
-            "--workers",
-            str(config.workers),
-            "--threads",
-            str(config.threads),
-            "--bind",
-            f"{HOST}:{port}",
-            "--log-level",
-            "warning",
-            # Keep-alive long enough for the load generator's persistent connections.
-            "--keep-alive",
-            "75",
-            "--backlog",
-            "2048",
-        ]
-    return [
-        str(python),
-        "-m",
-        "uvicorn",
-        "labsite.asgi:application",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--workers",
-        str(config.workers),
-        "--loop",
-        config.loop,
-        "--http",
-        config.http,
-        "--lifespan",
-        "off",
-        "--no-access-log",
-        "--log-level",
-        "warning",
-        "--timeout-keep-alive",
-        "75",
-        "--backlog",
-        "2048",
-    ]
 
 
 def require_loopback(what: str, host: str) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from lab.errors import SpecError
+from lab.servers import STACKS, ServerConfig, Stack, parse_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 INTERPRETERS_DIR = REPO_ROOT / "interpreters"
@@ -335,9 +336,19 @@ class Plan:
     middleware: tuple[Middleware, ...] = ("default",)
     # Concurrent callers for the sync<->async crossing microbenchmarks (empty: skip them).
     crossing_concurrency: tuple[int, ...] = ()
-    # CPUs the server is pinned to; load generator and upstream get the others. Empty:
-    # everything shares every CPU (the only fair choice on 2 cores; recorded either way).
-    server_cpus: tuple[int, ...] = ()
+    # Servers over HTTP, "kind:P" or "kind:PxT"; each variant runs on every server of its
+    # interface (WSGI for sync, ASGI for the others). Several per interface = P x T search.
+    servers: tuple[ServerConfig, ...]
+    # Core budgets: the server is pinned to its first N CPUs, load generator and upstream
+    # to the rest. Empty: one budget, everything sharing every CPU (recorded either way).
+    core_budgets: tuple[int, ...] = ()
+    # "same" (asyncio + h11 on both) or "best-available" (uvloop/httptools where they load).
+    stack: Stack = "same"
+    # Open-loop cells at these fractions of the saturation throughput found by the
+    # closed-loop sweep (of `sync` on the GIL build, so every side gets the same rate).
+    open_loop_fractions: tuple[float, ...] = ()
+    # p95 above this marks a concurrency level as past saturation (and is the report's SLO).
+    slo_ms: float = 100.0
     # Handler tier (pyperf, in-process, no sockets).
     handler_concurrency: tuple[int, ...]
     handler_processes: int
@@ -350,7 +361,6 @@ class Plan:
     http_warmup: float
     http_max_requests: int
     repeats: int
-    server_threads: int
 
     @classmethod
     def from_toml(cls, path: Path) -> Plan:
@@ -381,11 +391,23 @@ class Plan:
         crossing_concurrency: tuple[int, ...] = ()
         if "crossing_concurrency" in table:
             crossing_concurrency = _int_tuple(path, "plan.crossing_concurrency", table["crossing_concurrency"])
-        server_cpus: tuple[int, ...] = ()
-        if table.get("server_cpus"):
-            server_cpus = tuple(table["server_cpus"])
-            if not all(isinstance(c, int) and c >= 0 for c in server_cpus):
-                raise SpecError(f"{path}: 'plan.server_cpus' must be a list of CPU numbers")
+        servers = tuple(parse_server(text) for text in _str_tuple(path, "plan.servers", table["servers"]))
+        interfaces = {s.interface for s in servers}
+        for v in variants:
+            needed = "wsgi" if v == "sync" else "asgi"
+            if "http" in tiers and needed not in interfaces:
+                raise SpecError(f"{path}: variant {v!r} needs a {needed.upper()} server in 'plan.servers'")
+        core_budgets: tuple[int, ...] = ()
+        if table.get("core_budgets"):
+            core_budgets = _int_tuple(path, "plan.core_budgets", table["core_budgets"])
+        stack = table.get("stack", "same")
+        if stack not in STACKS:
+            raise SpecError(f"{path}: unknown stack {stack!r}; accepted: {', '.join(STACKS)}")
+        fractions = table.get("open_loop_fractions", [])
+        if not isinstance(fractions, list) or not all(
+            isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 2 for f in fractions
+        ):
+            raise SpecError(f"{path}: 'plan.open_loop_fractions' must be numbers in (0, 2], got {fractions!r}")
         numbers: dict[str, Any] = {}
         for key, kind, low in (
             ("handler_processes", int, 1),
@@ -396,8 +418,10 @@ class Plan:
             ("http_warmup", float, 0.0),
             ("http_max_requests", int, 1),
             ("repeats", int, 1),
-            ("server_threads", int, 1),
+            ("slo_ms", float, 0.001),
         ):
+            if key not in table and key == "slo_ms":
+                continue
             value = table[key]
             if (
                 isinstance(value, bool)
@@ -420,7 +444,10 @@ class Plan:
             sweep_values=sweep_values,
             middleware=middleware,  # type: ignore[arg-type]
             crossing_concurrency=crossing_concurrency,
-            server_cpus=server_cpus,
+            servers=servers,
+            core_budgets=core_budgets,
+            stack=stack,
+            open_loop_fractions=tuple(float(f) for f in fractions),
             handler_concurrency=_int_tuple(path, "plan.handler_concurrency", table["handler_concurrency"]),
             http_concurrency=_int_tuple(path, "plan.http_concurrency", table["http_concurrency"]),
             **numbers,

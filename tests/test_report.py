@@ -106,11 +106,15 @@ def test_table_has_throughput_ci_and_ratio(tmp_path: Path) -> None:
     assert row["ft_over_gil"] == pytest.approx(2.0)
     assert row["gil_server"] == "gunicorn gthread 1x8"
     assert (
-        "| http | orm-reads | sync | 8 | gunicorn gthread 1x8 | 0 | 110 ± 25 | 10.00 | 220 ± 50 | 10.00 | 2.00 ["
-        in text
+        "| http | orm-reads | sync | gunicorn gthread 1x8 | — | closed | 8 | 0 | 110 ± 25 | 10.0 / — | — · — | "
+        "220 ± 50 | 10.0 / — | — · — | 2.00 [" in text
     )
     assert (run / "report.md").read_text() == text
-    assert (run / "tables" / "summary.csv").read_text().startswith("tier,point,variant,concurrency,crossings")
+    assert (
+        (run / "tables" / "summary.csv")
+        .read_text()
+        .startswith("tier,point,variant,server,cores,load,rate_rps,concurrency,crossings")
+    )
 
 
 def test_invalid_free_threaded_cells_are_excluded_from_ratios_and_listed(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from lab.errors import SpecError
-from lab.serve import ServerConfig, check_port_free, command, free_port, server_for
+from lab.serve import check_port_free, free_port
+from lab.servers import ServerConfig, command, parse_server
 
 
 def test_port_in_use_is_a_one_line_error() -> None:
@@ -28,13 +29,56 @@ def test_free_port_is_bindable() -> None:
 
 
 def test_same_pure_python_stack_on_both_interpreters() -> None:
-    asgi = server_for("asgi", threads=8)
+    asgi = parse_server("uvicorn:1")
     cmd = command(asgi, Path("/venv/bin/python"), 8000)
     assert cmd[cmd.index("--loop") + 1] == "asyncio"
     assert cmd[cmd.index("--http") + 1] == "h11"
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
-    wsgi = server_for("wsgi", threads=8)
+    wsgi = parse_server("gunicorn-gthread:1x8")
     assert wsgi == ServerConfig(kind="gunicorn-gthread", workers=1, threads=8)
     cmd = command(wsgi, Path("/venv/bin/python"), 8000)
     assert cmd[cmd.index("--bind") + 1] == "127.0.0.1:8000"
     assert wsgi.label == "gunicorn gthread 1x8"
+
+
+@pytest.mark.parametrize(
+    ("text", "interface", "flags"),
+    [
+        ("gunicorn-sync:4", "wsgi", {"--worker-class": "sync", "--workers": "4"}),
+        ("gunicorn-gthread:2x16", "wsgi", {"--worker-class": "gthread", "--workers": "2", "--threads": "16"}),
+        ("uvicorn:2", "asgi", {"--workers": "2", "--loop": "asyncio"}),
+        ("granian-wsgi:1x8", "wsgi", {"--interface": "wsgi", "--blocking-threads": "8", "--loop": "asyncio"}),
+        ("granian-asgi:2", "asgi", {"--interface": "asgi", "--workers": "2", "--loop": "asyncio"}),
+    ],
+)
+def test_server_shapes_reach_the_command_line(text: str, interface: str, flags: dict[str, str]) -> None:
+    config = parse_server(text)
+    assert config.spec == text
+    assert config.interface == interface
+    cmd = command(config, Path("/venv/bin/python"), 8000)
+    for flag, value in flags.items():
+        assert cmd[cmd.index(flag) + 1] == value, flag
+    assert "--threads" not in cmd or config.kind == "gunicorn-gthread"
+
+
+def test_best_available_stack_is_labelled() -> None:
+    best = parse_server("uvicorn:1").with_stack("uvloop", "httptools")
+    assert best.label == "uvicorn 1w uvloop+httptools"
+    assert best.metadata()["server_loop"] == "uvloop"
+    assert parse_server("gunicorn-gthread:1x8").with_stack("uvloop", "httptools").label == "gunicorn gthread 1x8"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("meinheld:2", "unknown kind 'meinheld'"),
+        ("gunicorn-gthread:8", "takes PxT"),
+        ("uvicorn:1x8", "takes P "),
+        ("gunicorn-sync:0", "processes must be 1..64"),
+        ("gunicorn-gthread:1x999", "threads 1..256"),
+    ],
+)
+def test_bad_server_is_a_one_line_error(text: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message) as info:
+        parse_server(text)
+    assert "\n" not in str(info.value)

@@ -1,0 +1,163 @@
+"""Several runs in one report: machine and run stay dimensions, never pooled.
+
+``lab report run-a run-b …`` renders each run's own report, then a combined one:
+the 3.13t / 3.13 ratio of every cell the runs share, one column per run (labelled with
+its machine), and the run-to-run stability check: cells whose ratio moved by more than
+``STABLE_WITHIN`` between two runs on the same machine are flagged. Runs whose
+interpreters differ in version or build profile are refused unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lab.errors import SpecError
+from lab.files import write_atomic
+from lab.report import load_run, machine_label, summary_table
+
+# Two runs' 3.13t / 3.13 ratios for a cell should agree within this (relative).
+STABLE_WITHIN = 0.05
+CELL_KEYS = ["tier", "point", "variant", "server", "cores", "load", "concurrency"]
+
+
+def _interpreters(run: Path) -> dict[str, tuple[str, str]]:
+    cells = json.loads((run / "cells.json").read_text())
+    return {
+        name: (i.get("version", "?"), i.get("build_profile", "?")) for name, i in cells.get("interpreters", {}).items()
+    }
+
+
+def check_compatible(runs: list[Path], allow_mixed: bool) -> list[str]:
+    """Differences in required metadata between runs; an error unless ``allow_mixed``."""
+    first = _interpreters(runs[0])
+    diffs = [
+        f"{run.name}: {name} is {got}, {runs[0].name} has {first.get(name)}"
+        for run in runs[1:]
+        for name, got in _interpreters(run).items()
+        if first.get(name) != got
+    ]
+    if diffs and not allow_mixed:
+        raise SpecError(
+            f"runs differ in interpreter version or build profile ({'; '.join(diffs)}); "
+            "pass --allow-mixed to report them side by side anyway"
+        )
+    return diffs
+
+
+def ratio_columns(runs: list[Path]) -> tuple[pd.DataFrame, dict[str, str]]:
+    """One row per shared cell key, a ratio (and interval) column per run; run -> machine."""
+    merged: pd.DataFrame | None = None
+    machines: dict[str, str] = {}
+    for run in runs:
+        data = load_run(run)
+        machines[run.name] = machine_label(data.cells.get("machine", {}))
+        table = summary_table(data)
+        if table.empty:
+            continue
+        cols = table[[*CELL_KEYS, "ft_over_gil", "ratio_low", "ratio_high", "noisy"]].rename(
+            columns={
+                "ft_over_gil": f"{run.name}:ratio",
+                "ratio_low": f"{run.name}:low",
+                "ratio_high": f"{run.name}:high",
+                "noisy": f"{run.name}:noisy",
+            }
+        )
+        merged = cols if merged is None else merged.merge(cols, on=CELL_KEYS, how="outer")
+    return (merged if merged is not None else pd.DataFrame()), machines
+
+
+def stability(wide: pd.DataFrame, runs: list[str], machines: dict[str, str]) -> pd.DataFrame:
+    """Relative change of each cell's ratio from the first run to each later run on the same machine."""
+    rows: list[dict[str, Any]] = []
+    base = runs[0]
+    for other in runs[1:]:
+        if machines[other] != machines[base]:
+            continue  # different machines: shown side by side, never treated as repeats
+        for r in wide.to_dict("records"):
+            a, b = r.get(f"{base}:ratio", math.nan), r.get(f"{other}:ratio", math.nan)
+            if math.isnan(a) or math.isnan(b):
+                continue
+            change = b / a - 1
+            rows.append(
+                {
+                    **{k: r[k] for k in CELL_KEYS},
+                    "runs": f"{base} → {other}",
+                    "ratio_a": a,
+                    "ratio_b": b,
+                    "change": change,
+                    "unstable": abs(change) > STABLE_WITHIN,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def render_combined(runs: list[Path], out: Path, *, allow_mixed: bool = False) -> str:
+    names = [r.name for r in runs]
+    if len(set(names)) != len(names):
+        raise SpecError(f"run directory names must differ to be columns: {', '.join(names)}")
+    diffs = check_compatible(runs, allow_mixed)
+    wide, machines = ratio_columns(runs)
+    stable = stability(wide, names, machines)
+    lines = [
+        f"# Combined report: {', '.join(names)}",
+        "",
+        "Each run is a column; runs are never averaged together. Machines:",
+        "",
+        *[f"- `{name}`: {machines[name]}" for name in names],
+    ]
+    if diffs:
+        lines += ["", "Interpreters differ between runs (reported anyway, --allow-mixed):", ""]
+        lines += [f"- {d}" for d in diffs]
+    if not stable.empty:
+        flagged = stable[stable["unstable"]]
+        lines += [
+            "",
+            "## Run-to-run stability of 3.13t / 3.13",
+            "",
+            f"{len(stable) - len(flagged)} of {len(stable)} shared cells agree within {STABLE_WITHIN:.0%}; "
+            f"median absolute change {stable['change'].abs().median():.1%}, largest {stable['change'].abs().max():.1%}.",
+        ]
+        if not flagged.empty:
+            lines += ["", f"Cells whose ratio moved by more than {STABLE_WITHIN:.0%}:", ""]
+            lines += ["| runs | tier | mix | variant | server | load | conc | ratio a | ratio b | change |"]
+            lines += ["|---|---|---|---|---|---|---:|---:|---:|---:|"]
+            for r in flagged.sort_values("change").to_dict("records"):
+                lines.append(
+                    f"| {r['runs']} | {r['tier']} | {r['point']} | {r['variant']} | {r['server']} | {r['load']} | "
+                    f"{r['concurrency']} | {r['ratio_a']:.2f} | {r['ratio_b']:.2f} | {r['change']:+.1%} |"
+                )
+    if not wide.empty:
+        lines += [
+            "",
+            "## 3.13t / 3.13 throughput per run",
+            "",
+            "| tier | mix | variant | server | cores | load | conc | " + " | ".join(names) + " |",
+            "|---|---|---|---|---:|---|---:|" + "---:|" * len(names),
+        ]
+        for r in wide.to_dict("records"):
+            cells = []
+            for name in names:
+                ratio = r.get(f"{name}:ratio", math.nan)
+                low, high = r.get(f"{name}:low", math.nan), r.get(f"{name}:high", math.nan)
+                text = (
+                    "—"
+                    if math.isnan(ratio)
+                    else f"{ratio:.2f}" + ("" if math.isnan(low) else f" [{low:.2f}, {high:.2f}]")
+                )
+                cells.append(text + (" ⚠" if r.get(f"{name}:noisy") is True else ""))
+            lines.append(
+                f"| {r['tier']} | {r['point']} | {r['variant']} | {r['server']} | {r['load']} | {r['concurrency']} | "
+                + " | ".join(cells)
+                + " |"
+            )
+    text = "\n".join(lines) + "\n"
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "report.md", lambda p: p.write_text(text))
+    write_atomic(out / "tables" / "ratios-by-run.csv", lambda p: wide.to_csv(p, index=False))
+    write_atomic(out / "tables" / "stability.csv", lambda p: stable.to_csv(p, index=False))
+    return text

@@ -1,0 +1,171 @@
+"""Server configurations: which server, how many processes and threads, which loop.
+
+Plans and the CLI name servers as ``kind:P`` or ``kind:PxT`` (e.g. ``gunicorn-gthread:1x8``);
+this module turns that into a frozen ``ServerConfig`` and the command line that starts it.
+``granian==2.7.9`` is pinned because later releases dropped 3.13t wheels.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from lab.errors import SpecError
+
+HOST = "127.0.0.1"
+ServerKind = Literal["gunicorn-sync", "gunicorn-gthread", "uvicorn", "granian-wsgi", "granian-asgi"]
+SERVER_KINDS: tuple[ServerKind, ...] = get_args(ServerKind)
+# Kinds whose second number is threads per process ("PxT"); the others take "P" only.
+THREADED_KINDS = frozenset({"gunicorn-gthread", "granian-wsgi"})
+WSGI_KINDS = frozenset({"gunicorn-sync", "gunicorn-gthread", "granian-wsgi"})
+# "same": asyncio + h11 on both interpreters (default: the measured stack is identical).
+# "best-available": uvloop + httptools where they load without re-enabling the GIL
+# (3.13 only today); the loop and parser used are in every cell's label and metadata.
+Stack = Literal["same", "best-available"]
+STACKS: tuple[Stack, ...] = get_args(Stack)
+SERVER_FORMS = "gunicorn-sync:P, gunicorn-gthread:PxT, uvicorn:P, granian-wsgi:PxT, granian-asgi:P"
+MAX_WORKERS, MAX_THREADS = 64, 256
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerConfig:
+    kind: ServerKind
+    workers: int = 1
+    threads: int = 1
+    loop: str = "asyncio"
+    http: str = "h11"
+
+    @property
+    def interface(self) -> str:
+        return "wsgi" if self.kind in WSGI_KINDS else "asgi"
+
+    @property
+    def stop_signal(self) -> int:
+        # gunicorn stops gracefully on SIGTERM. uvicorn re-raises SIGTERM after its
+        # shutdown, which kills it before atexit handlers (our GIL report) run; on
+        # SIGINT it ends with KeyboardInterrupt, so atexit still runs. granian handles
+        # SIGINT as a graceful stop of its workers.
+        return signal.SIGTERM if self.kind.startswith("gunicorn") else signal.SIGINT
+
+    @property
+    def spec(self) -> str:
+        """The plan/CLI form, e.g. ``gunicorn-gthread:1x8``: the key cells are grouped by."""
+        shape = f"{self.workers}x{self.threads}" if self.kind in THREADED_KINDS else str(self.workers)
+        return f"{self.kind}:{shape}"
+
+    @property
+    def label(self) -> str:
+        name = self.kind.replace("-", " ")
+        shape = f"{self.workers}x{self.threads}" if self.kind in THREADED_KINDS else f"{self.workers}w"
+        stack = (
+            "" if self.interface == "wsgi" else f" {self.loop}" + (f"+{self.http}" if self.kind == "uvicorn" else "")
+        )
+        return f"{name} {shape}{stack}"
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            **{f"server_{k}": v for k, v in asdict(self).items()},
+            "server_spec": self.spec,
+            "server_label": self.label,
+        }
+
+    def with_stack(self, loop: str, http: str) -> ServerConfig:
+        if self.interface == "wsgi":
+            return self
+        return replace(self, loop=loop, http=http if self.kind == "uvicorn" else "-")
+
+
+def parse_server(text: str) -> ServerConfig:
+    """``gunicorn-gthread:1x8`` -> ServerConfig; one-line SpecError naming the bad value."""
+    kind, _, shape = text.strip().partition(":")
+    if kind not in SERVER_KINDS:
+        raise SpecError(f"server {text!r}: unknown kind {kind!r}; accepted: {SERVER_FORMS}")
+    threaded = kind in THREADED_KINDS
+    parts = shape.split("x") if threaded else [shape]
+    if len(parts) != (2 if threaded else 1) or not all(p.isdigit() for p in parts):
+        form = "PxT (processes x threads, e.g. 1x8)" if threaded else "P (processes, e.g. 2)"
+        raise SpecError(f"server {text!r}: {kind} takes {form}; accepted: {SERVER_FORMS}")
+    workers, threads = int(parts[0]), int(parts[1]) if threaded else 1
+    if not 1 <= workers <= MAX_WORKERS or not 1 <= threads <= MAX_THREADS:
+        raise SpecError(f"server {text!r}: processes must be 1..{MAX_WORKERS} and threads 1..{MAX_THREADS}")
+    config = ServerConfig(kind=kind, workers=workers, threads=threads)
+    return config.with_stack("asyncio", "h11")
+
+
+def command(config: ServerConfig, python: Path, port: int) -> list[str]:
+    if config.kind.startswith("gunicorn"):
+        return [
+            str(python),
+            "-m",
+            "gunicorn",
+            "labsite.wsgi:application",
+            "--worker-class",
+            config.kind.removeprefix("gunicorn-"),
+            "--workers",
+            str(config.workers),
+            *(["--threads", str(config.threads)] if config.kind == "gunicorn-gthread" else []),
+            "--bind",
+            f"{HOST}:{port}",
+            "--log-level",
+            "warning",
+            # Keep-alive long enough for the load generator's persistent connections
+            # (the sync worker closes after every response regardless).
+            "--keep-alive",
+            "75",
+            "--backlog",
+            "2048",
+        ]
+    if config.kind.startswith("granian"):
+        threads = ["--blocking-threads", str(config.threads)] if config.interface == "wsgi" else []
+        return [
+            str(python),
+            "-m",
+            "granian",
+            "--interface",
+            config.interface,
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--workers",
+            str(config.workers),
+            *threads,
+            "--http",
+            "1",
+            "--no-ws",
+            "--loop",
+            config.loop if config.interface == "asgi" else "asyncio",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--backlog",
+            "2048",
+            f"labsite.{config.interface}:application",
+        ]
+    return [
+        str(python),
+        "-m",
+        "uvicorn",
+        "labsite.asgi:application",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        str(config.workers),
+        "--loop",
+        config.loop,
+        "--http",
+        config.http,
+        "--lifespan",
+        "off",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--timeout-keep-alive",
+        "75",
+        "--backlog",
+        "2048",
+    ]
