@@ -187,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--connections", type=int, nargs="+", default=[1, 8, 32], help="connection counts")
     p.add_argument("--duration", type=float, default=3.0, help="seconds per measurement (max 60)")
+    p.add_argument(
+        "--cell",
+        action="store_true",
+        help="also run one HTTP cell (cpu-heavy, sync, gunicorn gthread 1x8, 32 connections, CPython 3.13) "
+        "through lab.load and wrk and compare their throughput (needs wrk; builds or reuses the 3.13 interpreter)",
+    )
 
     p = sub.add_parser(
         "report",
@@ -468,7 +474,33 @@ def cmd_bench(args: argparse.Namespace) -> int:
             f"{r.p50_ms:.3f}",
         )
     table_console.print(out)
+    if args.cell:
+        _bench_cell(args.duration)
     return 0
+
+
+def _bench_cell(duration: float) -> None:
+    import tempfile
+
+    from lab.bench import agreement
+    from lab.envs import ensure_env
+
+    if shutil.which("wrk") is None:
+        raise SpecError("--cell needs wrk on PATH (Debian: apt-get install wrk)")
+    env = ensure_env(ensure_built(load_interpreter("cpython-3.13"), "fast"))
+    with tempfile.TemporaryDirectory(prefix="lab-bench-cell-") as work:
+        rows = agreement(env, 32, duration, Path(work))
+    out = Table(title="one HTTP cell through both tools: cpu-heavy, sync, gunicorn gthread 1x8, 32 connections, 3.13")
+    for col in ("round", "tool", "req/s", "p50 ms"):
+        out.add_column(col, justify="left" if col == "tool" else "right")
+    for i, r in enumerate(rows):
+        out.add_row(str(i // 2 + 1), r.tool, f"{r.rate_rps:,.1f}", f"{r.p50_ms:.2f}")
+    table_console.print(out)
+    lab_rates = [r.rate_rps for r in rows if r.tool == "lab.load"]
+    wrk_rates = [r.rate_rps for r in rows if r.tool == "wrk"]
+    ratio = (sum(lab_rates) / len(lab_rates)) / (sum(wrk_rates) / len(wrk_rates))
+    verdict = "within" if abs(ratio - 1) <= 0.10 else "outside"
+    console.print(f"lab.load / wrk throughput: {ratio:.3f} ({verdict} the 10% target)")
 
 
 def cmd_report(args: argparse.Namespace) -> int:

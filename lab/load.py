@@ -193,7 +193,8 @@ async def run_load(p: LoadParams) -> dict[str, Any]:
     if p.rate:
         # Due but never sent: recorded at the wait they had when the run stopped (a lower
         # bound), so an overloaded server cannot hide them from the percentiles.
-        due_total = min(math.ceil((deadline - started) * p.rate), int(p.warmup * p.rate) + p.max_requests)
+        # Slots due strictly before the deadline (the epsilon absorbs float error in the product).
+        due_total = min(math.ceil((deadline - started) * p.rate - 1e-9), int(p.warmup * p.rate) + p.max_requests)
         for slot in range(next_slot[0], due_total):
             intended = started + slot / p.rate
             if intended >= measure_from:

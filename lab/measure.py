@@ -36,7 +36,7 @@ from lab.errors import LabError, SpecError
 from lab.files import write_atomic
 from lab.gilstate import GilVerdict, read_reports, verdict
 from lab.journal import Journal
-from lab.proc import ManagedProcess, child_env, managed, pinned_to, run_logged, tail
+from lab.proc import ManagedProcess, child_env, managed, pinned_to, repin, run_logged, tail
 from lab.provenance import interpreter_metadata, machine_metadata
 from lab.resources import ResourceUsage, TreeSampler
 from lab.saturation import saturation
@@ -583,6 +583,9 @@ class Runner:
         tag = f"{name}-{config.spec.replace(':', '-')}-cores{first.cores}-{first.middleware}{open_tag}-r{repeat}"
         gil_dir = self._gil_dir(tag)
         server_cpus, self.helper_cpus = cpu_layout(first.cores)
+        if self.upstream is not None:
+            # The upstream simulator lives for the whole run: it follows the helpers' CPUs.
+            repin(self.upstream.pid, self.helper_cpus)
         server_env = self._env_vars(env, gil_dir, first.middleware, config.interface)
         pending: list[tuple[Cell, CellRecord, dict[str, Any] | None]] = []
         try:

@@ -43,6 +43,16 @@ def pinned_to(cpus: frozenset[int] | None) -> Callable[[], None] | None:
     return lambda: os.sched_setaffinity(0, chosen)
 
 
+def repin(pid: int, cpus: frozenset[int] | None) -> None:
+    """Move a running process, every thread of it, onto ``cpus`` (None: every CPU we may use)."""
+    chosen = set(cpus) if cpus else os.sched_getaffinity(0)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), chosen)
+        except (ProcessLookupError, PermissionError):
+            continue  # a thread that just ended
+
+
 def tail(path: Path, lines: int = 20) -> str:
     try:
         text = path.read_text(errors="replace")

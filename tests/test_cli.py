@@ -96,3 +96,31 @@ def test_bad_database_url(capsys: pytest.CaptureFixture[str]) -> None:
 def test_bad_cache(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-q", "compare", "--plan", "smoke", "--cache", "redis://192.0.2.1:6379/0"]) == 2
     assert "cache host '192.0.2.1' is not a loopback address" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--server", "gunicorn-gthread:8"], "error: server 'gunicorn-gthread:8': gunicorn-gthread takes PxT"),
+        (["--server", "uvicorn:1"], "error: variant 'sync' needs a WSGI server; servers: uvicorn:1"),
+        (["--cores", "0"], "error: --cores '0' must be core counts like 1 or 1,2"),
+        (["--cores", "4096"], "error: core budget 4096 is more than the"),
+        (["--stack", "fastest"], None),
+    ],
+)
+def test_bad_server_options_are_one_line_errors(
+    args: list[str], message: str | None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if message is None:  # argparse choices: usage + one error line, exit 2
+        with pytest.raises(SystemExit) as info:
+            main(["-q", "compare", "--plan", "smoke", *args])
+        assert info.value.code == 2
+        assert "invalid choice: 'fastest'" in capsys.readouterr().err
+        return
+    assert main(["-q", "compare", "--plan", "smoke", *args]) == 2
+    assert one_line_error(capsys).startswith(message)
+
+
+def test_report_of_something_that_is_not_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-q", "report", str(tmp_path)]) == 2
+    assert one_line_error(capsys) == f"error: '{tmp_path}' is not a lab run directory (no cells.json)"

@@ -113,3 +113,81 @@ def test_query_string_reaches_the_server() -> None:
 def test_non_2xx_statuses_are_sampled(server: int) -> None:
     result = asyncio.run(run_load(params(f"http://127.0.0.1:{server}/bad", max_requests=3, duration=5)))
     assert result["error_samples"] == ["HTTP 500"] * 3
+
+
+def test_open_loop_sends_at_the_rate_and_measures_from_the_due_time(server: int) -> None:
+    # Enough connections that the test server (tens of ms per response on some kernels,
+    # Nagle + delayed ACK) keeps up with the rate.
+    result = asyncio.run(
+        run_load(params(f"http://127.0.0.1:{server}/ok", rate=100.0, duration=0.5, warmup=0.1, connections=32))
+    )
+    assert result["mode"] == "open"
+    # 0.5 s at 100/s: 50 requests due in the measured window, never more.
+    assert 40 <= result["ok"] <= 50
+    assert result["unsent"] == 0
+    assert result["throughput_rps"] == pytest.approx(100, rel=0.3)
+
+
+def test_open_loop_counts_what_an_overloaded_server_never_got(slow_server: int) -> None:
+    # One connection, 50 ms per response, 100 requests/s due: half of them wait in line and
+    # their latency grows from the due time (no coordinated omission).
+    result = asyncio.run(
+        run_load(
+            params(
+                f"http://127.0.0.1:{slow_server}/ok", rate=100.0, duration=0.5, warmup=0.0, connections=1, timeout=0.3
+            )
+        )
+    )
+    lat = result["latency_us"]
+    assert isinstance(lat, dict)
+    assert lat["max"] > 200_000  # far more than the 50 ms service time
+    assert result["ok"] + result["unsent"] >= 45
+
+
+def test_a_server_closing_after_each_response_is_not_an_error(closing_server: int) -> None:
+    result = asyncio.run(run_load(params(f"http://127.0.0.1:{closing_server}/ok", max_requests=50, duration=5)))
+    assert (result["ok"], result["errors"]) == (50, 0)
+    assert result["reconnects"] >= 50
+
+
+def test_bad_rate() -> None:
+    with pytest.raises(LoadError, match="rate must be 0"):
+        check_params(params("http://127.0.0.1:8000/", rate=-1))
+
+
+class SlowHandler(Handler):
+    def do_GET(self) -> None:
+        import time
+
+        time.sleep(0.05)
+        super().do_GET()
+
+
+class ClosingHandler(Handler):
+    def do_GET(self) -> None:
+        body = b"hello"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+        self.close_connection = True
+
+
+def _serve(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[int]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd.server_address[1]
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def slow_server() -> Iterator[int]:
+    yield from _serve(SlowHandler)
+
+
+@pytest.fixture
+def closing_server() -> Iterator[int]:
+    yield from _serve(ClosingHandler)

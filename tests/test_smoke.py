@@ -165,7 +165,7 @@ def test_smoke_compare_writes_pyperf_json_and_table(envs: list[WorkloadEnv], tmp
         if cell["interpreter"] == "cpython-3.13t":
             assert cell["gil"]["gil_enabled_at_end"] == 0 and cell["gil"]["gil_reports"] >= 1
     suite = pyperf.BenchmarkSuite.load(raw[1])
-    md = suite.get_benchmark("http/billing/async/c4").get_runs()[0].get_metadata()
+    md = suite.get_benchmark("http/billing/async/c4/uvicorn:1").get_runs()[0].get_metadata()
     assert md["lab_build_profile"] == "fast" and md["lab_py_gil_disabled"] == 1
     assert md["server_kind"] == "uvicorn" and md["server_loop"] == "asyncio" and md["server_http"] == "h11"
     assert md["gil_enabled_at_end"] == 0
@@ -275,7 +275,7 @@ def test_postgres_cell_with_async_db(envs: list[WorkloadEnv], tmp_path: Path) ->
     cells = json.loads((tmp_path / "pg" / "cells.json").read_text())["cells"]
     assert {(c["variant"], c["status"]) for c in cells} == {("sync", "ok"), ("async-db", "ok")}
     suite = pyperf.BenchmarkSuite.load(str(tmp_path / "pg" / "raw" / "cpython-3.13t.json"))
-    md = suite.get_benchmark("http/billing/async-db/c4").get_runs()[0].get_metadata()
+    md = suite.get_benchmark("http/billing/async-db/c4/uvicorn:1").get_runs()[0].get_metadata()
     assert md["lab_database"] == "postgres-local" and md["gil_enabled_at_end"] == 0
 
 
@@ -299,5 +299,35 @@ def test_redis_cache_cell(envs: list[WorkloadEnv], tmp_path: Path) -> None:
     cells = json.loads((tmp_path / "redis" / "cells.json").read_text())["cells"]
     assert cells and all(c["status"] == "ok" for c in cells)
     suite = pyperf.BenchmarkSuite.load(str(tmp_path / "redis" / "raw" / "cpython-3.13t.json"))
-    md = suite.get_benchmark("http/billing/async/c4").get_runs()[0].get_metadata()
+    md = suite.get_benchmark("http/billing/async/c4/uvicorn:1").get_runs()[0].get_metadata()
     assert md["lab_cache"] == "redis-local" and md["gil_enabled_at_end"] == 0
+
+
+def test_every_server_kind_a_core_budget_and_open_loop(envs: list[WorkloadEnv], tmp_path: Path) -> None:
+    plan = tmp_path / "servers.toml"
+    text = (REPO / "lab" / "plans" / "smoke.toml").read_text()
+    text = text.replace('name = "smoke"', 'name = "servers"').replace('tiers = ["handler", "http"]', 'tiers = ["http"]')
+    text = text.replace("http_concurrency = [4]", "http_concurrency = [2, 4]\nopen_loop_fractions = [0.5]")
+    plan.write_text(text)
+    servers = ("gunicorn-sync:1", "granian-wsgi:1x2", "granian-asgi:1", "uvicorn:2")
+    done = lab(
+        "compare", "--plan", str(plan), "--mix", "billing", "--variant", "sync", "--variant", "async",
+        *(arg for s in servers for arg in ("--server", s)), "--cores", "1", "--stack", "best-available",
+        "--results-dir", str(tmp_path), "--run-id", "servers",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    cells = json.loads((tmp_path / "servers" / "cells.json").read_text())["cells"]
+    # 4 servers x (2 closed levels + 1 open-loop cell) x 2 interpreters, every one ok
+    assert len(cells) == 4 * 3 * 2 and {c["status"] for c in cells} == {"ok"}
+    suite = pyperf.BenchmarkSuite.load(str(tmp_path / "servers" / "raw" / "cpython-3.13t.json"))
+    by_name = {b.get_name(): b.get_runs()[0].get_metadata() for b in suite}
+    open_md = by_name["http/billing/sync/c4/gunicorn-sync:1/cores=1/open=0.5"]
+    assert open_md["load_mode"] == "open" and open_md["load_rate_rps"] > 0
+    assert "saturation of sync on cpython-3.13" in open_md["load_rate_basis"]
+    assert open_md["lab_cpu_layout"].startswith("server on CPUs 0;")
+    # No uvloop/httptools wheels for 3.13t: the best-available stack falls back, and says so.
+    assert by_name["http/billing/async/c2/uvicorn:2/cores=1"]["server_label"] == "uvicorn 2w asyncio+h11"
+    assert by_name["http/billing/async/c2/granian-asgi:1/cores=1"]["gil_enabled_at_end"] == 0
+    report = (tmp_path / "servers" / "report.md").read_text()
+    assert "## Open loop: latency at a fixed offered rate" in report
+    assert "## Saturation per concurrency curve" in report
