@@ -63,6 +63,11 @@ SAME_STACK_ENV = {
 }
 
 
+def one_line_metadata(md: dict[str, Any]) -> dict[str, Any]:
+    """pyperf refuses newlines in metadata values; error samples and log tails have them."""
+    return {k: " | ".join(v.splitlines()) if isinstance(v, str) else v for k, v in md.items()}
+
+
 def cpu_layout(cores: int) -> tuple[frozenset[int] | None, frozenset[int] | None]:
     """(server CPUs, load generator + upstream CPUs) for a core budget; None means "all, shared".
 
@@ -219,7 +224,7 @@ class Runner:
             bench = entry.get("_object") or pyperf.Benchmark.load(str(self.stage / entry["bench"]["file"]))
             self._stores()[entry["bench"]["store"]].setdefault(record.interpreter, []).append(bench)
         if "http_run" in entry:
-            md = entry["http_run"]["metadata"]
+            md = one_line_metadata(entry["http_run"]["metadata"])
             value = entry["http_run"]["value"]
             run = pyperf.Run([value], metadata=md, collect_metadata=False)
             self._http_runs.setdefault((record.interpreter, record.bench_name), []).append(run)
@@ -628,7 +633,8 @@ class Runner:
                     metadata = self._http_metadata(env, cell, repeat, server_md, load, usage, upstream_cpu)
                     if metadata["load_errors"]:
                         # Say why requests failed while the server's log is at hand.
-                        metadata["load_error_samples"] += f" | server log: {server.log_tail(4)[-600:]}"
+                        tail_text = " | ".join(server.log_tail(4)[-600:].splitlines())
+                        metadata["load_error_samples"] += f" | server log: {tail_text}"
                     pending[-1] = (cell, record, metadata)
         except LabError as exc:  # the server did not start: every cell of the batch fails
             for cell in cells[len(pending) :]:

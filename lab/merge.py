@@ -96,6 +96,31 @@ def stability(wide: pd.DataFrame, runs: list[str], machines: dict[str, str]) -> 
     return pd.DataFrame(rows)
 
 
+def claim_lines(runs: list[Path]) -> list[str]:
+    """Each claim's verdicts side by side per run (from each run's tables/claims.csv)."""
+    tables = {r.name: r / "tables" / "claims.csv" for r in runs}
+    if not all(path.is_file() for path in tables.values()):
+        return []
+    verdicts = {name: pd.read_csv(path).set_index("claim") for name, path in tables.items()}
+    names = list(verdicts)
+    lines = [
+        "",
+        "## Claim verdicts per run (3.13 / 3.13t)",
+        "",
+        "| claim | " + " | ".join(names) + " | same in every run |",
+        "|---|" + "---|" * len(names) + "---|",
+    ]
+    for claim in verdicts[names[0]].index:
+        cells = [
+            f"{verdicts[n].loc[claim, 'gil_verdict']} / {verdicts[n].loc[claim, 'ft_verdict']}"
+            if claim in verdicts[n].index
+            else "—"
+            for n in names
+        ]
+        lines.append(f"| {claim} | " + " | ".join(cells) + f" | {'yes' if len(set(cells)) == 1 else '**no**'} |")
+    return lines
+
+
 def render_combined(runs: list[Path], out: Path, *, allow_mixed: bool = False) -> str:
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
@@ -131,6 +156,7 @@ def render_combined(runs: list[Path], out: Path, *, allow_mixed: bool = False) -
                     f"| {r['runs']} | {r['tier']} | {r['point']} | {r['variant']} | {r['server']} | {r['load']} | "
                     f"{r['concurrency']} | {r['ratio_a']:.2f} | {r['ratio_b']:.2f} | {r['change']:+.1%} |"
                 )
+    lines += claim_lines(runs)
     if not wide.empty:
         lines += [
             "",

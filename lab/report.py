@@ -209,6 +209,7 @@ def summary_table(data: RunData) -> pd.DataFrame:
                         f"{role}_rps": math.nan,
                         f"{role}_ci": math.nan,
                         f"{role}_cv": math.nan,
+                        f"{role}_p50_ms": math.nan,
                         f"{role}_p95_ms": math.nan,
                         f"{role}_p99_ms": math.nan,
                         f"{role}_cpu_ms": math.nan,
@@ -227,6 +228,7 @@ def summary_table(data: RunData) -> pd.DataFrame:
                     f"{role}_rps": mean,
                     f"{role}_ci": ci,
                     f"{role}_cv": statistics.stdev(rps) / mean if len(rps) > 1 else math.nan,
+                    f"{role}_p50_ms": g["p50_ms"].mean(),
                     f"{role}_p95_ms": g["p95_ms"].mean(),
                     f"{role}_p99_ms": g["p99_ms"].mean(),
                     f"{role}_cpu_ms": g["server_cpu_ms_per_req"].mean(),
@@ -400,8 +402,8 @@ def axes_lines(axes: dict[str, pd.DataFrame], slo_ms: float) -> list[str]:
             "## Free-threading effect: one thread and best configuration",
             "",
             "3.13t / 3.13 throughput (bootstrap 95% interval). One thread: the handler tier at concurrency 1 "
-            "(in-process, no server). Best: each interpreter at its own best server shape and concurrency over "
-            f"HTTP within the {slo_ms:g} ms p95 SLO, at the largest core budget.",
+            "(in-process, no server). Best: each interpreter at its own highest-throughput server shape and "
+            "concurrency over HTTP (closed loop, default middleware, largest core budget).",
             "",
             "| mix | variant | one thread | best config | 3.13 best | 3.13t best |",
             "|---|---|---:|---:|---|---|",
@@ -419,8 +421,8 @@ def axes_lines(axes: dict[str, pd.DataFrame], slo_ms: float) -> list[str]:
             "",
             "## Best configuration found (P x T search)",
             "",
-            f"Per mix, variant and interpreter: the server shape and concurrency with the highest throughput whose "
-            f"p95 met {slo_ms:g} ms, out of the configurations tried.",
+            "Per mix, variant and interpreter: the server shape and concurrency with the highest throughput, out of "
+            "the configurations tried (closed loop, default middleware, largest core budget), with its p95.",
             "",
             "| mix | variant | interpreter | best server @ connections | req/s | p95 ms | configs tried |",
             "|---|---|---|---|---:|---:|---:|",
@@ -480,7 +482,7 @@ def axes_lines(axes: dict[str, pd.DataFrame], slo_ms: float) -> list[str]:
         for (cores, point, role), g in ax.dropna(subset=["rps_per_gib"]).groupby(["cores", "point", "role"]):
             top = g.sort_values("rps_per_gib").iloc[-1]
             lines.append(
-                f"- {point} on {_who(str(role))} at {cores} cores: {top['variant']} on {top['server']} "
+                f"- {point} on {_who(str(role))} at {cores} core{'' if cores == 1 else 's'}: {top['variant']} on {top['server']} "
                 f"({top['rps_per_gib']:,.0f} req/s per GiB; {top['rps']:,.0f} req/s in {top['rss_mean_mib']:.0f} MiB)."
             )
         lines += [
@@ -569,8 +571,8 @@ def markdown(
         f"CPU is server CPU ms per request; RSS is the server tree's peak MiB. ⚠ marks a cell whose repeats vary by "
         f"more than {NOISY_CV:.0%} (CV) on either side: too noisy to decide on its own.",
         "",
-        "| tier | mix | variant | server | cores | load | conc | crossings per request | 3.13 req/s | 3.13 p95 / p99 | "
-        "3.13 CPU · RSS | 3.13t req/s | 3.13t p95 / p99 | 3.13t CPU · RSS | 3.13t/3.13 | status |",
+        "| tier | mix | variant | server | cores | load | conc | crossings per request | 3.13 req/s | 3.13 p50 / p95 / p99 | "
+        "3.13 CPU · RSS | 3.13t req/s | 3.13t p50 / p95 / p99 | 3.13t CPU · RSS | 3.13t/3.13 | status |",
         "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in table.to_dict("records"):
@@ -587,7 +589,8 @@ def markdown(
         sides = []
         for role in ("gil", "ft"):
             sides.append(
-                f"{_fmt(r[f'{role}_rps'])} ± {_fmt(r[f'{role}_ci'])} | {_fmt(r[f'{role}_p95_ms'], 1)} / "
+                f"{_fmt(r[f'{role}_rps'])} ± {_fmt(r[f'{role}_ci'])} | {_fmt(r[f'{role}_p50_ms'], 1)} / "
+                f"{_fmt(r[f'{role}_p95_ms'], 1)} / "
                 f"{_fmt(r[f'{role}_p99_ms'], 1)} | {_fmt(r[f'{role}_cpu_ms'], 2)} · {_fmt(r[f'{role}_rss_mib'])}"
             )
         lines.append(
@@ -684,8 +687,10 @@ def render(run_dir: Path, slo_ms: float = DEFAULT_SLO_MS) -> tuple[pd.DataFrame,
     decided = decide(data.values, slo_ms)
     claims = ledger(data.values, crossings, slo_ms, decided)
     axes = {
-        "ft_effect": tables.ft_effect_table(data.values, slo_ms),
-        "best_config": tables.best_config_table(data.values, slo_ms),
+        # By throughput whatever the latency (p95 is printed beside it), like the claims:
+        # at 32+ connections most cells are past any SLO on a 2-core box.
+        "ft_effect": tables.ft_effect_table(data.values, math.inf),
+        "best_config": tables.best_config_table(data.values, math.inf),
         "saturation": tables.saturation_table(data.values, slo_ms),
         "open_loop": tables.open_loop_table(data.values),
         "axes": tables.axes_table(data.values),

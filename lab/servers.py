@@ -94,6 +94,11 @@ def parse_server(text: str) -> ServerConfig:
     return config.with_stack("asyncio", "h11")
 
 
+def _listen(config: ServerConfig, port: int) -> list[str]:
+    """Where uvicorn and granian listen and how many processes they run (same flags in both)."""
+    return ["--host", HOST, "--port", str(port), "--workers", str(config.workers)]
+
+
 def command(config: ServerConfig, python: Path, port: int) -> list[str]:
     if config.kind.startswith("gunicorn"):
         return [
@@ -125,12 +130,7 @@ def command(config: ServerConfig, python: Path, port: int) -> list[str]:
             "granian",
             "--interface",
             config.interface,
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--workers",
-            str(config.workers),
+            *_listen(config, port),
             *threads,
             "--http",
             "1",
@@ -149,12 +149,7 @@ def command(config: ServerConfig, python: Path, port: int) -> list[str]:
         "-m",
         "uvicorn",
         "labsite.asgi:application",
-        "--host",
-        HOST,
-        "--port",
-        str(port),
-        "--workers",
-        str(config.workers),
+        *_listen(config, port),
         "--loop",
         config.loop,
         "--http",

@@ -53,14 +53,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def server() -> Iterator[int]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+def _serve(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[int]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd.server_address[1]
     httpd.shutdown()
     httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[int]:
+    yield from _serve(Handler)
 
 
 def test_closed_loop_counts_and_percentiles(server: int) -> None:
@@ -119,13 +123,14 @@ def test_open_loop_sends_at_the_rate_and_measures_from_the_due_time(server: int)
     # Enough connections that the test server (tens of ms per response on some kernels,
     # Nagle + delayed ACK) keeps up with the rate.
     result = asyncio.run(
-        run_load(params(f"http://127.0.0.1:{server}/ok", rate=100.0, duration=0.5, warmup=0.1, connections=32))
+        run_load(params(f"http://127.0.0.1:{server}/ok", rate=100.0, duration=0.5, warmup=0.0, connections=32))
     )
     assert result["mode"] == "open"
-    # 0.5 s at 100/s: 50 requests due in the measured window, never more.
-    assert 40 <= result["ok"] <= 50
-    assert result["unsent"] == 0
-    assert result["throughput_rps"] == pytest.approx(100, rel=0.3)
+    # 0.5 s at 100/s: exactly 50 requests fall due in the measured window; each one is
+    # either answered or counted as unsent, and none is sent that was not due.
+    assert result["ok"] + result["non_2xx"] + result["errors"] + result["unsent"] == 50
+    assert result["ok"] >= 25
+    assert result["throughput_rps"] <= 110
 
 
 def test_open_loop_counts_what_an_overloaded_server_never_got(slow_server: int) -> None:
@@ -172,15 +177,6 @@ class ClosingHandler(Handler):
         self.end_headers()
         self.wfile.write(body)
         self.close_connection = True
-
-
-def _serve(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[int]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield httpd.server_address[1]
-    httpd.shutdown()
-    httpd.server_close()
 
 
 @pytest.fixture
