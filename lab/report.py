@@ -88,6 +88,7 @@ def load_run(run_dir: Path) -> RunData:
                             "server_config": _server_label(md),
                             "server_spec": md.get("server_spec", _server_label(md)),
                             "cores": int(md.get("lab_core_budget", 0)),
+                            "cpu_layout": md.get("lab_cpu_layout", "-"),
                             "load_mode": md.get("load_mode", "closed" if "server_kind" in md else "-"),
                             "rate_fraction": float(md.get("load_rate_fraction", 0.0)),
                             "rate_rps": float(md.get("load_rate_rps", 0.0)),
@@ -551,8 +552,13 @@ def markdown(
         lines += [
             "",
             f"Load generator CPU / server CPU over the HTTP cells: median {share.median():.2f}, max {share.max():.2f} "
-            f"(target ≤ {LOAD_SHARE_TARGET:.2f}; {len(over)} of {len(http)} cell repeats above it). Load generator, "
-            "upstream simulator and server share the machine's CPUs.",
+            f"(target ≤ {LOAD_SHARE_TARGET:.2f}; {len(over)} of {len(http)} cell repeats above it). CPU layouts: "
+            + "; ".join(
+                f"{layout} ({n} cell repeats, load generator share median {g.median():.2f})"
+                for layout, g in share.groupby(http["cpu_layout"])
+                for n in [len(g)]
+            )
+            + ".",
         ]
         upstream = http["upstream_cpu_share"].dropna()
         upstream = upstream[upstream > 0]
