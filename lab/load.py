@@ -215,6 +215,7 @@ async def run_load(p: LoadParams) -> dict[str, Any]:
         "warmup_s": p.warmup,
         "max_requests": p.max_requests,
         "measured_wall_s": measured_wall,
+        "wall_s": ended - started,
         "requests": total,
         **counts,
         "throughput_rps": counts["ok"] / measured_wall,

@@ -48,6 +48,8 @@ log = logging.getLogger("lab.measure")
 
 # A cell whose error rate exceeds this is failed, not merely slow.
 MAX_ERROR_RATE = 0.01
+# A cell whose load generator was on-CPU for more than this share of its wall time is invalid.
+LOADGEN_SATURATED = 0.9
 LAB_ROOT = Path(__file__).resolve().parent.parent
 # aiohttp and its helpers ship C speedups for 3.13 but run pure Python on 3.13t; turning
 # them off on both keeps the measured stack identical (recorded as lab_c_speedups).
@@ -657,10 +659,16 @@ class Runner:
                     continue
             self._keep(record)
 
-    def _judge_load(self, md: dict[str, Any], judged: GilVerdict) -> tuple[Any, str]:
+    @staticmethod
+    def _judge_load(md: dict[str, Any], judged: GilVerdict) -> tuple[Any, str]:
         errors, requests = md["load_errors"], md["load_requests"]
         if md["load_ok"] == 0 or errors > MAX_ERROR_RATE * max(1, requests):
             return "failed", f"{errors} of {requests} requests failed: {md['load_error_samples']}"
+        if md["load_busy"] > LOADGEN_SATURATED:
+            # The generator (one thread) was busy nearly all the time: the figure is its
+            # limit, not the server's. Kept, marked, excluded from verdicts.
+            why = f"load generator saturated: busy {md['load_busy']:.0%} of the cell's wall time"
+            return "invalid", why + (f"; {judged.reason}" if judged.reason else "")
         return judged.status, judged.reason
 
     def _http_metadata(
@@ -699,6 +707,8 @@ class Runner:
             "load_errors": load["errors"] + load["non_2xx"],
             "load_error_samples": "; ".join(load["error_samples"]) or "-",
             "load_cpu_s": round(load["cpu_s"], 4),
+            # Share of the generator's own wall time spent on its CPU (1.0: it was the bottleneck).
+            "load_busy": round(load["cpu_s"] / load["wall_s"], 4) if load.get("wall_s") else 0.0,
             "server_cpu_s": round(usage.cpu_s, 4),
             "upstream_cpu_s": round(upstream_cpu, 4),
             "load_cpu_share": round(load["cpu_s"] / usage.cpu_s, 4) if usage.cpu_s else 0,

@@ -39,13 +39,3 @@ def test_plan_cells_and_estimate() -> None:
     assert len(cells) == 1 * 3 * 1 + 2 * 3 * 1  # handler: 1 mix; http: 2 mixes; 3 variants each
     assert [c.point.mix for c in cells_of(plan, ("billing",))] == ["billing"] * 3
     assert estimate_seconds(plan, cells, 2) > estimate_seconds(plan, cells, 2, with_crossings=False) > 0
-
-
-def test_error_samples_with_newlines_become_valid_pyperf_metadata() -> None:
-    import pyperf
-
-    from lab.measure import one_line_metadata
-
-    md = one_line_metadata({"name": "x", "load_error_samples": "TimeoutError | server log: a\nb\nc", "n": 3})
-    assert md["load_error_samples"] == "TimeoutError | server log: a | b | c" and md["n"] == 3
-    pyperf.Run([0.1], metadata=md, collect_metadata=False)  # raised ValueError before

@@ -170,6 +170,7 @@ def test_smoke_compare_writes_pyperf_json_and_table(envs: list[WorkloadEnv], tmp
     assert md["server_kind"] == "uvicorn" and md["server_loop"] == "asyncio" and md["server_http"] == "h11"
     assert md["gil_enabled_at_end"] == 0
     assert md["load_cpu_s"] > 0 and md["server_cpu_s"] > 0 and md["upstream_cpu_s"] > 0
+    assert 0 < md["load_busy"] < 0.9, "the load generator was not the bottleneck"
     assert md["crossings_sync_to_async"] > 0
 
 
