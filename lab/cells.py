@@ -7,16 +7,9 @@ from typing import Any
 
 from lab.gilstate import CellStatus
 from lab.servers import ServerConfig
-from lab.spec import Middleware, MixPoint, Plan, Tier, Variant, load_mix
+from lab.spec import VARIANT_INTERFACE, Middleware, MixPoint, Plan, Tier, Variant, load_mix
 
-# Which server interface each variant runs under.
-VARIANT_INTERFACE: dict[Variant, str] = {
-    "sync": "wsgi",
-    "async": "asgi",
-    "bridged": "asgi",
-    "sync-on-asgi": "asgi",
-    "async-db": "asgi",
-}
+__all__ = ["VARIANT_INTERFACE", "Cell", "CellRecord", "cells_of", "estimate_seconds"]
 VARIANT_VIEW: dict[Variant, str] = {
     "sync": "sync",
     "async": "async",
@@ -69,11 +62,6 @@ class Cell:
         if self.middleware != "default":
             parts.append(f"mw={self.middleware}")
         return "/".join(parts)
-
-    @property
-    def curve(self) -> tuple[str, str, str, str, int]:
-        """The closed-loop concurrency curve this cell belongs to (for saturation)."""
-        return (self.point.label, self.variant, self.server.spec if self.server else "-", self.middleware, self.cores)
 
     @property
     def interface(self) -> str:

@@ -41,6 +41,7 @@ from lab.spec import (
     VARIANTS,
     available_mixes,
     available_plans,
+    check_servers_cover,
     load_interpreter,
     load_mix,
     load_plan,
@@ -276,13 +277,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         plan = dataclasses.replace(plan, stack=args.stack)
     if args.variant:
         plan = dataclasses.replace(plan, variants=tuple(dict.fromkeys(args.variant)))
-    interfaces = {s.interface for s in plan.servers}
-    for variant in plan.variants:
-        needed = "wsgi" if variant == "sync" else "asgi"
-        if "http" in plan.tiers and needed not in interfaces:
-            raise SpecError(
-                f"variant {variant!r} needs a {needed.upper()} server; servers: {', '.join(s.spec for s in plan.servers)}"
-            )
+    if "http" in plan.tiers:
+        check_servers_cover(plan.variants, plan.servers, "")
     if args.middleware:
         plan = dataclasses.replace(plan, middleware=tuple(dict.fromkeys(args.middleware)))
     only_mixes = None

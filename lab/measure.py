@@ -39,7 +39,7 @@ from lab.journal import Journal
 from lab.proc import ManagedProcess, child_env, managed, pinned_to, repin, run_logged, tail
 from lab.provenance import interpreter_metadata, machine_metadata
 from lab.resources import ResourceUsage, TreeSampler
-from lab.saturation import saturation
+from lab.saturation import Saturation, saturation
 from lab.serve import free_port, responds_tcp, running_server
 from lab.servers import HOST, ServerConfig
 from lab.spec import MixPoint, Plan
@@ -805,29 +805,23 @@ class Runner:
         when the plan has no `sync`)."""
         basis_variant = "sync" if "sync" in self.variants else self.variants[0]
         gil = self.envs[0].interpreter.spec_name
+        # (point, middleware, cores) -> [(saturation, server)] of the basis variant on 3.13
+        found: dict[tuple[str, str, int], list[tuple[Saturation, str]]] = {}
+        for (name, (point, variant, server, middleware, cores)), levels in self.curves.items():
+            if (name, variant) != (gil, basis_variant):
+                continue
+            means = {
+                c: (statistics.fmean(v[0] for v in vs), statistics.fmean(v[1] for v in vs)) for c, vs in levels.items()
+            }
+            sat = saturation(means, self.plan.slo_ms)
+            if sat is not None:
+                found.setdefault((point, middleware, cores), []).append((sat, server))
         for cell in cells:
-            found = []
-            for (name, curve), levels in self.curves.items():
-                point, variant, server, middleware, cores = curve
-                if (name, point, variant, middleware, cores) != (
-                    gil,
-                    cell.point.label,
-                    basis_variant,
-                    cell.middleware,
-                    cell.cores,
-                ):
-                    continue
-                means = {
-                    c: (statistics.fmean(v[0] for v in vs), statistics.fmean(v[1] for v in vs))
-                    for c, vs in levels.items()
-                }
-                sat = saturation(means, self.plan.slo_ms)
-                if sat is not None:
-                    found.append((sat, server))
-            if not found:
+            candidates = found.get((cell.point.label, cell.middleware, cell.cores))
+            if not candidates:
                 self.open_problems[cell] = f"no valid closed-loop curve of {basis_variant} on {gil} to saturate"
                 continue
-            sat, server = max(found, key=lambda f: f[0].throughput_rps)
+            sat, server = max(candidates, key=lambda f: f[0].throughput_rps)
             basis = (
                 f"{cell.rate_fraction:g} x {sat.throughput_rps:.1f} req/s, the saturation of {basis_variant} on {gil} "
                 f"({server}, {sat.concurrency} connections: {sat.reason})"

@@ -289,6 +289,10 @@ def _side_by_side(gil: Any, ft: Any) -> str:
     return labels[0] if labels else "—"
 
 
+def _who(role: str) -> str:
+    return "3.13t" if role == "ft" else "3.13"
+
+
 def _fmt(value: float, digits: int = 0) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
 
@@ -321,7 +325,7 @@ def decision_lines(decided: Decisions) -> list[str]:
     if not even.empty:
         lines += ["", "## Break-even: where async starts to out-serve sync", ""]
         for r in even.to_dict("records"):
-            who = "3.13t" if r["role"] == "ft" else "3.13"
+            who = _who(r["role"])
             if math.isnan(r["break_even"]):
                 lines.append(
                     f"- {r['mix']} on {who}: async never out-serves sync up to {r['param']}={r['max_value']:g} ms."
@@ -372,7 +376,7 @@ def headline_lines(table: pd.DataFrame, decided: Decisions) -> list[str]:
             )
     even = decided.even
     for r in even.to_dict("records") if not even.empty else []:
-        who = "3.13t" if r["role"] == "ft" else "3.13"
+        who = _who(r["role"])
         where = (
             f"from {r['param']} ≈ {r['break_even']:.1f} ms (interval {interval_text(r)})"
             if not math.isnan(r["break_even"])
@@ -386,10 +390,6 @@ def _interval(ratio: float, low: float, high: float) -> str:
     if math.isnan(ratio):
         return "—"
     return f"{ratio:.2f}" + ("" if math.isnan(low) else f" [{low:.2f}, {high:.2f}]")
-
-
-def _who(role: str) -> str:
-    return "3.13t" if role == "ft" else "3.13"
 
 
 def axes_lines(axes: dict[str, pd.DataFrame], slo_ms: float) -> list[str]:
@@ -695,8 +695,8 @@ def render(run_dir: Path, slo_ms: float = DEFAULT_SLO_MS) -> tuple[pd.DataFrame,
     axes = {
         # By throughput whatever the latency (p95 is printed beside it), like the claims:
         # at 32+ connections most cells are past any SLO on a 2-core box.
-        "ft_effect": tables.ft_effect_table(data.values, math.inf),
-        "best_config": tables.best_config_table(data.values, math.inf),
+        "ft_effect": tables.ft_effect_table(data.values, decided.best),
+        "best_config": tables.best_config_table(data.values, decided.best),
         "saturation": tables.saturation_table(data.values, slo_ms),
         "open_loop": tables.open_loop_table(data.values),
         "axes": tables.axes_table(data.values),

@@ -38,6 +38,14 @@ DjangoLine = Literal["6.1", "5.2"]
 DJANGO_LINES: tuple[DjangoLine, ...] = get_args(DjangoLine)
 # Newest release by default; the 5.2 LTS line is what most teams weighing a migration run.
 DJANGO_LOCK_FILES: dict[DjangoLine, str] = {"6.1": "requirements.lock", "5.2": "requirements-django52.lock"}
+# Which server interface each variant runs under.
+VARIANT_INTERFACE: dict[Variant, str] = {
+    "sync": "wsgi",
+    "async": "asgi",
+    "bridged": "asgi",
+    "sync-on-asgi": "asgi",
+    "async-db": "asgi",
+}
 Middleware = Literal["default", "sync-audit"]
 MIDDLEWARES: tuple[Middleware, ...] = get_args(Middleware)
 Tier = Literal["handler", "http"]
@@ -196,6 +204,19 @@ def spec_differences(gil: InterpreterSpec, ft: InterpreterSpec) -> list[str]:
     if gil_flags != ft_flags:
         diffs.append(f"configure_flags besides {FREE_THREADING_FLAG}: {gil_flags} != {ft_flags}")
     return diffs
+
+
+def check_servers_cover(variants: tuple[Variant, ...], servers: tuple[ServerConfig, ...], where: str) -> None:
+    """Every variant needs a server of its interface (WSGI for sync, ASGI for the others)."""
+    interfaces = {s.interface for s in servers}
+    for variant in variants:
+        needed = VARIANT_INTERFACE[variant]
+        if needed not in interfaces:
+            prefix = f"{where}: " if where else ""
+            raise SpecError(
+                f"{prefix}variant {variant!r} needs a {needed.upper()} server; "
+                f"servers: {', '.join(s.spec for s in servers)}"
+            )
 
 
 def check_param(where: str, endpoint: str, key: str, value: Any) -> None:
@@ -392,11 +413,8 @@ class Plan:
         if "crossing_concurrency" in table:
             crossing_concurrency = _int_tuple(path, "plan.crossing_concurrency", table["crossing_concurrency"])
         servers = tuple(parse_server(text) for text in _str_tuple(path, "plan.servers", table["servers"]))
-        interfaces = {s.interface for s in servers}
-        for v in variants:
-            needed = "wsgi" if v == "sync" else "asgi"
-            if "http" in tiers and needed not in interfaces:
-                raise SpecError(f"{path}: variant {v!r} needs a {needed.upper()} server in 'plan.servers'")
+        if "http" in tiers:
+            check_servers_cover(variants, servers, str(path))  # type: ignore[arg-type]
         core_budgets: tuple[int, ...] = ()
         if table.get("core_budgets"):
             core_budgets = _int_tuple(path, "plan.core_budgets", table["core_budgets"])

@@ -17,7 +17,6 @@ from typing import Any
 
 import pandas as pd
 
-from lab.decide import best_configs
 from lab.saturation import saturation
 from lab.stats import mean_ci, ratio_ci
 
@@ -30,8 +29,8 @@ def _valid_http(df: pd.DataFrame) -> pd.DataFrame:
     return df[(df["tier"] == "http") & (df["status"] == "ok")]
 
 
-def best_config_table(df: pd.DataFrame, slo_ms: float) -> pd.DataFrame:
-    best = best_configs(df, slo_ms)
+def best_config_table(df: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
+    """``best``: ``decide.best_configs`` of the same values (computed once per report)."""
     if best.empty:
         return best
     http = _valid_http(df)
@@ -142,8 +141,9 @@ def axes_table(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def ft_effect_table(df: pd.DataFrame, slo_ms: float) -> pd.DataFrame:
-    """3.13t / 3.13 throughput per mix and variant: at one thread and at the best config."""
+def ft_effect_table(df: pd.DataFrame, best: pd.DataFrame) -> pd.DataFrame:
+    """3.13t / 3.13 throughput per mix and variant: at one thread and at the best config
+    (``best``: ``decide.best_configs`` of the same values)."""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     if df.empty:
         return pd.DataFrame()
@@ -155,7 +155,6 @@ def ft_effect_table(df: pd.DataFrame, slo_ms: float) -> pd.DataFrame:
             rows.setdefault((str(point), str(variant)), {}).update(
                 {"one_thread": ratio, "one_low": low, "one_high": high}
             )
-    best = best_configs(df, slo_ms)
     if not best.empty:
         for (point, variant), g in best.groupby(["point", "variant"]):
             by_role = {r["role"]: r for r in g.to_dict("records")}

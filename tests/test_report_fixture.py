@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from lab.decide import decide
+from lab.decide import best_configs, decide
 from lab.merge import render_combined
 from lab.report import load_run, render
 from lab.tables import axes_table, best_config_table, ft_effect_table, open_loop_table, saturation_table
@@ -56,12 +56,12 @@ def test_claim_verdicts(run: Path) -> None:
 
 
 def test_best_configuration_and_free_threading_effect(run: Path) -> None:
-    best = best_config_table(values(run), 100.0)
+    best = best_config_table(values(run), best_configs(values(run), 100.0))
     cpu = best[(best["point"] == "cpu-heavy") & (best["variant"] == "sync")].set_index("role")
     assert (cpu.loc["gil", "best_server"], cpu.loc["gil", "concurrency"]) == ("gunicorn-sync:2", 32)
     assert (cpu.loc["ft", "best_server"], cpu.loc["ft", "concurrency"]) == ("gunicorn-gthread:1x8", 32)
     assert cpu.loc["gil", "configs_tried"] == 4
-    effect = ft_effect_table(values(run), 100.0)
+    effect = ft_effect_table(values(run), best_configs(values(run), 100.0))
     row = one(effect, point="cpu-heavy", variant="sync")
     assert row["one_thread"] == pytest.approx(0.5)
     assert row["best"] == pytest.approx(200 / 185, rel=1e-3)
