@@ -14,6 +14,11 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 
+def _system_packages(session: nox.Session) -> None:
+    """The Debian packages a CPython build and the throwaway servers need (a no-op when present)."""
+    session.run("bash", ".ci/install-deps", external=True)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """Lint with ruff."""
@@ -34,6 +39,7 @@ def tests(session: nox.Session) -> None:
 
     Pass pytest options after --, e.g. ``nox -s tests -- -m "not smoke"`` for the fast ones.
     """
+    _system_packages(session)
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
 
@@ -41,6 +47,7 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def interpreters(session: nox.Session) -> None:
     """Build (or reuse) and verify CPython 3.13 and 3.13t. ``-- --help`` for options."""
+    _system_packages(session)
     session.install("-e", ".")
     session.run("python", "-m", "lab", "interpreters", *session.posargs)
 
@@ -48,6 +55,7 @@ def interpreters(session: nox.Session) -> None:
 @nox.session
 def compare(session: nox.Session) -> None:
     """Build if missing, install the workloads on both interpreters, measure, report. ``-- --help`` for options."""
+    _system_packages(session)
     session.install("-e", ".")
     session.run("python", "-m", "lab", "compare", *session.posargs)
 
@@ -55,6 +63,7 @@ def compare(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks of the lab's own tools (load generator headroom, wrk cross-check). ``-- --help``."""
+    _system_packages(session)
     session.install("-e", ".")
     session.run("python", "-m", "lab", "bench", *session.posargs)
 
