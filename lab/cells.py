@@ -21,10 +21,16 @@ VARIANT_VIEW: dict[Variant, str] = {
 # workloads/bench_clients.py measures (one call to the upstream simulator at 0 ms).
 CROSSING_KINDS = (
     "direct",
-    "sync_to_async",
-    "sync_to_async-ts-off",
+    "sync_to_async",  # global executor (no request context)
+    "sync_to_async-ts-off",  # global: the loop's default pool
+    "sync_to_async-request",  # in a request's ThreadSensitiveContext, warm thread
+    "sync_to_async-cold",  # a fresh ThreadSensitiveContext per call (a request's first hop)
     "async_to_sync",
     "executor",
+    "request-gather-ts-on-py",
+    "request-gather-ts-off-py",
+    "request-gather-ts-on-release",
+    "request-gather-ts-off-release",
     "client/httpx-sync",
     "client/httpx-async",
     "client/aiohttp",
@@ -177,14 +183,22 @@ def estimate_seconds(plan: Plan, cells: list[Cell], interpreters: int, *, with_c
     # Every crossing/client kind at every caller count, plus the crossing-counter overhead cell.
     crossing_runs = (len(CROSSING_KINDS) * len(plan.crossing_concurrency) + 1) if with_crossings else 0
     total = interpreters * pyperf_seconds * crossing_runs
+    points: set[tuple[str, str, int, float]] = set()
     for cell in cells:
         if cell.tier == "handler":
             total += interpreters * pyperf_seconds
-        else:
-            total += interpreters * plan.repeats * (plan.http_warmup + plan.http_duration + 0.3)
-    # One server start/stop per interpreter, server, core budget, middleware stack and
-    # repeat (twice with open-loop cells, which run after the closed-loop ones).
-    batches = len(plan.servers) * len(plan.core_budgets or (0,)) * len(plan.middleware)
-    phases = 2 if plan.open_loop_fractions else 1
-    total += interpreters * plan.repeats * batches * phases * SERVER_OVERHEAD_S
+            continue
+        # A slice per round: warm-up of a few p50s, then long enough for http_min_requests
+        # at the rate Little's law gives with every connection waiting upstream (a guess:
+        # CPU-bound cells are slower than that, so their windows are longer).
+        wait_s = cell.point.nominal_wait_ms / 1000 + 0.01
+        rps = min(cell.concurrency / wait_s, 300.0)
+        warmup = max(plan.http_warmup, min(5.0, 3 * wait_s))
+        duration = plan.http_duration
+        if plan.http_min_requests:
+            duration = min(plan.http_max_duration, max(plan.http_duration, plan.http_min_requests / rps))
+        total += interpreters * plan.repeats * (warmup + duration + 0.4)
+        points.add((cell.point.label, cell.middleware, cell.cores, cell.rate_fraction))
+    # Each mix point starts its servers (one per interpreter and server shape) once.
+    total += len(points) * interpreters * len(plan.servers) * SERVER_OVERHEAD_S
     return total

@@ -11,6 +11,7 @@ Only valid cells count; a difference is called only when its bootstrap interval 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
@@ -25,12 +26,20 @@ DEFAULT_SLO_MS = 100.0
 SWEEP_RE = re.compile(r"^(?P<mix>[^@]+)@(?P<param>[^=]+)=(?P<value>\d+)$")
 
 
+# The one shape per interface the lab used to compare at (gthread 1x8 against one uvicorn
+# worker): kept as a sensitivity row beside the best-against-best verdict, never as it.
+FIXED_SHAPES = ("gunicorn-gthread:1x8", "uvicorn:1")
+
+
 def http_ok(df: pd.DataFrame) -> pd.DataFrame:
     """Valid closed-loop HTTP cells with the default middleware, at the largest core budget
-    measured (the whole box); other budgets and open-loop cells have their own tables."""
+    measured (the whole box); other budgets and open-loop cells have their own tables.
+    Cells whose rounds stayed too noisy after a re-measure (``noisy``) are left out."""
     if df.empty:
         return df
     df = df[(df["tier"] == "http") & (df["status"] == "ok") & (df["middleware"] == "default")]
+    if "noisy" in df.columns:
+        df = df[df["noisy"] != 1]
     if "load_mode" in df.columns:
         df = df[df["load_mode"] == "closed"]
     if "cores" in df.columns and not df.empty:
@@ -38,17 +47,25 @@ def http_ok(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def best_configs(df: pd.DataFrame, slo_ms: float) -> pd.DataFrame:
+def best_configs(df: pd.DataFrame, slo_ms: float, shapes: tuple[str, ...] | None = None) -> pd.DataFrame:
     """Per point, interpreter and variant: the server config and concurrency with the highest
-    mean throughput whose mean p95 meets the SLO (rows keep that cell's per-repeat values)."""
+    mean throughput whose mean p95 meets the SLO (rows keep that cell's per-round values, in
+    round order, so ratios pair them; ``tried`` lists every shape with its mean req/s).
+    ``shapes`` restricts the choice to those server specs (the fixed-shape sensitivity)."""
     rows: list[dict[str, Any]] = []
     ok = http_ok(df)
     if not ok.empty and "server_spec" not in ok.columns:
         ok = ok.assign(server_spec="-")
+    if shapes is not None and not ok.empty:
+        ok = ok[ok["server_spec"].isin(shapes)]
+    if "repeat" in ok.columns:
+        ok = ok.sort_values("repeat", kind="stable")
     for (point, role, variant), g in ok.groupby(["point", "role", "variant"]):
         best: dict[str, Any] | None = None
+        tried = []
         for (server, conc), c in g.groupby(["server_spec", "concurrency"]):
             rps = c["throughput_rps"].tolist()
+            tried.append(f"{server} c{conc}: {sum(rps) / len(rps):.1f}")
             p95 = float(c["p95_ms"].mean())
             if p95 > slo_ms:
                 continue
@@ -66,6 +83,7 @@ def best_configs(df: pd.DataFrame, slo_ms: float) -> pd.DataFrame:
                     "interpreter": c["interpreter"].iloc[0],
                 }
         if best is not None:
+            best["tried"] = "; ".join(tried)
             rows.append(best)
     return pd.DataFrame(rows)
 
@@ -91,8 +109,12 @@ class Verdict:
         return f"{self.winner} ≈ {self.runner_up} (×{self.margin:.2f}{interval}, not significant)"
 
 
-def decision_map(df: pd.DataFrame, slo_ms: float = DEFAULT_SLO_MS) -> pd.DataFrame:
-    best = best_configs(df, slo_ms)
+def decision_map(
+    df: pd.DataFrame, slo_ms: float = DEFAULT_SLO_MS, shapes: tuple[str, ...] | None = None
+) -> pd.DataFrame:
+    """Per point and interpreter: each variant at its best measured shape (or only at
+    ``shapes``), the winner, and its margin over the runner-up with a paired interval."""
+    best = best_configs(df, slo_ms, shapes)
     rows: list[dict[str, Any]] = []
     if best.empty:
         return pd.DataFrame()
@@ -110,6 +132,8 @@ def decision_map(df: pd.DataFrame, slo_ms: float = DEFAULT_SLO_MS) -> pd.DataFra
                 "point": point,
                 "role": role,
                 "winner": top["variant"],
+                "server": top["server"],
+                "runner_up_server": ranked[1]["server"] if len(ranked) > 1 else "",
                 "concurrency": top["concurrency"],
                 "rps": top["rps"],
                 "margin": verdict.margin,
@@ -123,10 +147,15 @@ def decision_map(df: pd.DataFrame, slo_ms: float = DEFAULT_SLO_MS) -> pd.DataFra
 
 
 def sweep_ratios(
-    df: pd.DataFrame, numerator: str = "async", denominator: str = "sync", slo_ms: float = math.inf
+    df: pd.DataFrame,
+    numerator: str = "async",
+    denominator: str = "sync",
+    slo_ms: float = math.inf,
+    shapes: tuple[str, ...] | None = None,
 ) -> pd.DataFrame:
-    """Along each swept mix: throughput ratio numerator/denominator per swept value and interpreter."""
-    best = best_configs(df, slo_ms)
+    """Along each swept mix: throughput ratio numerator/denominator per swept value and
+    interpreter, each variant at its best shape (or only at ``shapes``)."""
+    best = best_configs(df, slo_ms, shapes)
     rows: list[dict[str, Any]] = []
     if best.empty:
         return pd.DataFrame()
@@ -200,13 +229,19 @@ class Decisions:
     within_slo: pd.DataFrame
     ratios: pd.DataFrame  # async/sync along each swept mix
     even: pd.DataFrame  # break-even per swept mix and interpreter
+    # Sensitivity, never the verdict: the same at the one fixed shape (FIXED_SHAPES).
+    fixed: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    even_fixed: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
 
 
 def decide(df: pd.DataFrame, slo_ms: float = DEFAULT_SLO_MS) -> Decisions:
+    """Best against best: every variant at the best shape measured for it, same core budget
+    and connections; the fixed shape comes along as sensitivity."""
     if df.empty:
         empty = pd.DataFrame()
         return Decisions(slo_ms, empty, empty, empty, empty, empty)
     ratios = sweep_ratios(df)
+    ratios_fixed = sweep_ratios(df, shapes=FIXED_SHAPES)
     return Decisions(
         slo_ms=slo_ms,
         best=best_configs(df, math.inf),
@@ -214,4 +249,6 @@ def decide(df: pd.DataFrame, slo_ms: float = DEFAULT_SLO_MS) -> Decisions:
         within_slo=decision_map(df, slo_ms),
         ratios=ratios,
         even=break_even(ratios),
+        fixed=decision_map(df, math.inf, FIXED_SHAPES),
+        even_fixed=break_even(ratios_fixed),
     )

@@ -95,6 +95,10 @@ def load_run(run_dir: Path) -> RunData:
                             "p999_ms": float(md.get("latency_p999_ms", math.nan)),
                             "rss_peak_mib": float(md.get("server_rss_peak_mib", math.nan)),
                             "rss_mean_mib": float(md.get("server_rss_mean_mib", math.nan)),
+                            # Paired runs: the round a value belongs to (ratios pair by it) and
+                            # whether the cell's rounds stayed too noisy after a re-measure.
+                            "repeat": int(md.get("lab_repeat", -1)),
+                            "noisy": int(md.get("lab_noisy", 0)),
                         }
                     )
     return RunData(run_dir=run_dir, cells=cells, values=pd.DataFrame(rows))

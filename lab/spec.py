@@ -382,6 +382,15 @@ class Plan:
     http_warmup: float
     http_max_requests: int
     repeats: int
+    # Windows sized by samples: after the first round a slice lasts long enough for this
+    # many requests at the throughput measured before (0: every slice lasts http_duration),
+    # between http_duration and http_max_duration seconds.
+    http_min_requests: int = 0
+    http_max_duration: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.http_max_duration < self.http_duration:
+            object.__setattr__(self, "http_max_duration", self.http_duration)
 
     @classmethod
     def from_toml(cls, path: Path) -> Plan:
@@ -437,8 +446,10 @@ class Plan:
             ("http_max_requests", int, 1),
             ("repeats", int, 1),
             ("slo_ms", float, 0.001),
+            ("http_min_requests", int, 0),
+            ("http_max_duration", float, 0.0),
         ):
-            if key not in table and key == "slo_ms":
+            if key not in table and key in ("slo_ms", "http_min_requests", "http_max_duration"):
                 continue
             value = table[key]
             if (
@@ -450,8 +461,12 @@ class Plan:
             if value < low:
                 raise SpecError(f"{path}: 'plan.{key}' must be >= {low}, got {value!r}")
             numbers[key] = kind(value)
-        if numbers["http_duration"] > 600 or numbers["http_max_requests"] > 10_000_000:
-            raise SpecError(f"{path}: http_duration is capped at 600 s and http_max_requests at 10,000,000")
+        if (
+            numbers["http_duration"] > 600
+            or numbers.get("http_max_duration", 0) > 600
+            or numbers["http_max_requests"] > 10_000_000
+        ):
+            raise SpecError(f"{path}: http_duration and http_max_duration are capped at 600 s, http_max_requests at 10,000,000")
         return cls(
             name=str(table["name"]),
             description=str(table["description"]),

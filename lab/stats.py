@@ -56,8 +56,31 @@ def mean_ci(values: list[float]) -> tuple[float, float]:
     return mean, t95(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values))
 
 
-def ratio_ci(num: list[float], den: list[float]) -> tuple[float, float, float]:
-    """Ratio of means with a percentile-bootstrap 95% interval (deterministic seed)."""
+def paired_ratio_ci(num: list[float], den: list[float]) -> tuple[float, float, float]:
+    """Geometric mean of per-round ratios with a 95% t-interval on their logs.
+
+    For values measured in pairs (round i of ``num`` beside round i of ``den``): the
+    drift a round shares cancels in its ratio, and the interval comes from how much the
+    per-round ratios disagree, which is what a second run would see too.
+    """
+    logs = [math.log(a / b) for a, b in zip(num, den, strict=True) if a > 0 and b > 0]
+    if not logs:
+        return math.nan, math.nan, math.nan
+    centre = statistics.fmean(logs)
+    if len(logs) < 2:
+        return math.exp(centre), math.nan, math.nan
+    half = t95(len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
+    return math.exp(centre), math.exp(centre - half), math.exp(centre + half)
+
+
+def ratio_ci(num: list[float], den: list[float], *, paired: bool | None = None) -> tuple[float, float, float]:
+    """Ratio with a 95% interval: paired (``paired_ratio_ci``) when the two lists are
+    rounds measured side by side (the default when they have the same length), else the
+    ratio of means with a percentile-bootstrap interval (deterministic seed)."""
+    if paired is None:
+        paired = len(num) == len(den) and len(num) >= 2
+    if paired:
+        return paired_ratio_ci(num, den)
     ratio = statistics.fmean(num) / statistics.fmean(den)
     if len(num) < 2 or len(den) < 2:
         return ratio, math.nan, math.nan

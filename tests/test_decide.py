@@ -29,7 +29,8 @@ def test_winner_with_a_clear_margin_is_decided() -> None:
     df = pd.DataFrame(rows("billing", "gil", "sync", [100, 102, 98]) + rows("billing", "gil", "async", [150, 151, 149]))
     (row,) = decision_map(df, slo_ms=100).to_dict("records")
     assert row["winner"] == "async" and row["decided"]
-    assert row["margin"] == pytest.approx(1.5)
+    # Paired rounds: the geometric mean of 150/100, 151/102 and 149/98.
+    assert row["margin"] == pytest.approx(math.exp((math.log(1.5) + math.log(151 / 102) + math.log(149 / 98)) / 3))
     assert row["verdict"].startswith("async ×1.50 [")
 
 
@@ -57,3 +58,55 @@ def test_break_even_along_a_sweep() -> None:
     (row,) = break_even(ratios).to_dict("records")
     assert row["break_even"] == pytest.approx(10 + 10 * 0.2 / 0.6)
     assert row["role"] == "gil" and row["param"] == "latency"
+
+
+def test_paired_interval_comes_from_the_per_round_ratios() -> None:
+    from lab.stats import paired_ratio_ci, t95
+
+    # Per-round ratios 2.0, 2.2, 1.8 although the rounds themselves drift by 2x.
+    ratio, low, high = paired_ratio_ci([200.0, 440.0, 90.0], [100.0, 200.0, 50.0])
+    logs = [math.log(2.0), math.log(2.2), math.log(1.8)]
+    mean = sum(logs) / 3
+    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / 2)
+    half = t95(2) * sd / math.sqrt(3)
+    assert ratio == pytest.approx(math.exp(mean))
+    assert (low, high) == (pytest.approx(math.exp(mean - half)), pytest.approx(math.exp(mean + half)))
+    # Unpaired, the same values drown in the drift between rounds.
+    _r, ulow, uhigh = ratio_ci_unpaired([200.0, 440.0, 90.0], [100.0, 200.0, 50.0])
+    assert uhigh - ulow > high - low
+
+
+def ratio_ci_unpaired(num: list[float], den: list[float]) -> tuple[float, float, float]:
+    from lab.stats import ratio_ci
+
+    return ratio_ci(num, den, paired=False)
+
+
+def test_best_against_best_and_the_fixed_shape_as_sensitivity() -> None:
+    from lab.decide import decide
+
+    def shaped(point: str, variant: str, server: str, rps: list[float]) -> list[dict[str, Any]]:
+        out = rows(point, "gil", variant, rps, conc=32)
+        for i, r in enumerate(out):
+            r.update(server_spec=server, repeat=i)
+        return out
+
+    data = (
+        shaped("io", "sync", "gunicorn-gthread:1x8", [76.0, 75.0, 77.0])
+        + shaped("io", "sync", "gunicorn-gthread:1x32", [299.0, 301.0, 300.0])
+        + shaped("io", "async", "uvicorn:1", [110.0, 112.0, 111.0])
+    )
+    decided = decide(pd.DataFrame(data))
+    (row,) = decided.by_throughput.to_dict("records")
+    assert row["winner"] == "sync" and row["server"] == "gunicorn-gthread:1x32" and row["decided"]
+    (fixed,) = decided.fixed.to_dict("records")
+    assert fixed["winner"] == "async" and fixed["decided"]
+    assert "gunicorn-gthread:1x8 c32: 76.0" in decided.best.set_index("variant").loc["sync", "tried"]
+
+
+def test_noisy_cells_are_left_out_of_verdicts() -> None:
+    data = rows("cpu", "gil", "sync", [100, 100, 100]) + rows("cpu", "gil", "async", [300, 90, 200])
+    for r in data:
+        r["noisy"] = int(r["variant"] == "async")
+    (row,) = decision_map(pd.DataFrame(data), slo_ms=100).to_dict("records")
+    assert row["winner"] == "sync" and row["verdict"] == "sync (only variant within SLO)"

@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from lab.gilstate import verdict
-from lab.measure import Runner
+from lab.measure import judge_load
 
 
 def test_error_samples_with_newlines_become_valid_pyperf_metadata() -> None:
@@ -22,8 +22,8 @@ def load_md(**kw: Any) -> dict[str, Any]:
 
 def test_a_saturated_load_generator_invalidates_the_cell() -> None:
     ok = verdict([{"gil_enabled_at_end": False, "gil_enabled_at_start": False}], free_threaded=True)
-    assert Runner._judge_load(load_md(), ok) == ("ok", "")
-    status, reason = Runner._judge_load(load_md(load_busy=0.95), ok)
+    assert judge_load(load_md(), ok) == ("ok", "")
+    status, reason = judge_load(load_md(load_busy=0.95), ok)
     assert status == "invalid" and reason == "load generator saturated: busy 95% of the cell's wall time"
-    status, reason = Runner._judge_load(load_md(load_errors=2), ok)
+    status, reason = judge_load(load_md(load_errors=2), ok)
     assert status == "failed" and reason.startswith("2 of 100 requests failed")

@@ -91,7 +91,7 @@ def test_mean_ci_uses_student_t() -> None:
 
 
 def test_ratio_interval_brackets_the_ratio() -> None:
-    ratio, low, high = ratio_ci([200.0, 220.0, 240.0], [100.0, 110.0, 120.0])
+    ratio, low, high = ratio_ci([200.0, 220.0, 240.0], [100.0, 110.0, 120.0], paired=False)
     assert ratio == pytest.approx(2.0)
     assert 1.6 < low < 2.0 < high < 2.5
 

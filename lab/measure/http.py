@@ -1,0 +1,412 @@
+"""HTTP tier: real servers under load over loopback, measured in paired, interleaved rounds.
+
+Why paired: the VM drifts by ~10% between runs minutes apart, so a ratio whose two sides
+are measured minutes apart carries that drift. For one mix point (at one core budget and
+middleware stack) every server being compared is up at once, one per interpreter and
+server shape, each on its own port; an idle server costs nothing. Load then runs in
+short slices that visit every (interpreter, variant, shape) once per round, in an order
+shuffled per round, so drift lands on both sides of every ratio. A ratio is formed per
+round and its interval comes from the rounds (``lab.stats``).
+
+Why windows sized by samples: a slice lasts long enough for ``http_min_requests`` at the
+throughput the previous round measured (within ``http_duration``..``http_max_duration``),
+and warms up for several p50s per connection, so slow cells are not judged on a handful
+of requests. A cell whose rounds disagree by more than ``NOISY_CV`` is measured again once
+(all of its point, so the pairing holds); if it is still noisy it is kept, marked
+``lab_noisy`` and left out of verdicts by the reporter.
+
+One pyperf value per round: wall seconds per request (1 / throughput), so pyperf's "lower
+is faster" holds and ``compare_to`` works unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.cells import Cell, CellRecord
+from lab.envs import WorkloadEnv
+from lab.errors import LabError
+from lab.gilstate import GilVerdict
+from lab.measure.context import LAB_ROOT, RunContext
+from lab.measure.layout import cpu_layout, layout_label
+from lab.measure.probe import probe_problem
+from lab.measure.store import Results
+from lab.proc import ManagedProcess, child_env, pinned_to, repin
+from lab.resources import ResourceUsage, TreeSampler
+from lab.serve import running_server
+from lab.servers import HOST, ServerConfig
+
+# A cell whose error rate exceeds this is failed, not merely slow.
+MAX_ERROR_RATE = 0.01
+# A cell whose load generator was on-CPU for more than this share of its wall time is invalid.
+LOADGEN_SATURATED = 0.9
+# Rounds of one cell whose throughput CV exceeds this are "too noisy": measured again once.
+NOISY_CV = 0.10
+# Warm-up per slice: at least this many p50s, so every connection sends a few requests first.
+WARMUP_P50S = 3.0
+MAX_WARMUP_S = 5.0
+
+
+@dataclass
+class Slice:
+    """One cell on one interpreter: the server it runs against and what its rounds gave."""
+
+    env: WorkloadEnv
+    cell: Cell
+    config: ServerConfig
+    measured: list[tuple[CellRecord, dict[str, Any] | None]] = field(default_factory=list)
+
+    @property
+    def interpreter(self) -> str:
+        return self.env.interpreter.spec_name
+
+    def throughputs(self) -> list[float]:
+        return [md["_throughput"] for _r, md in self.measured if md is not None]
+
+    def cv(self) -> float:
+        values = self.throughputs()
+        if len(values) < 2 or statistics.fmean(values) <= 0:
+            return 0.0
+        return statistics.stdev(values) / statistics.fmean(values)
+
+
+def server_config(ctx: RunContext, env: WorkloadEnv, cell: Cell) -> ServerConfig:
+    """The cell's server with the loop and parser this interpreter gets under the plan's stack."""
+    assert cell.server is not None
+    if ctx.plan.stack == "best-available":
+        return cell.server.with_stack(env.best_stack["loop"], env.best_stack["http"])
+    return cell.server
+
+
+def expected_reports(config: ServerConfig, free_threaded: bool) -> int | None:
+    """How many processes of this server shape should write a GIL report (None: unknown)."""
+    from lab import servers
+
+    count = getattr(servers, "expected_gil_reports", None)
+    return None if count is None else int(count(config, free_threaded=free_threaded))
+
+
+def judge_load(md: dict[str, Any], judged: GilVerdict) -> tuple[Any, str]:
+    errors, requests = md["load_errors"], md["load_requests"]
+    if md["load_ok"] == 0 or errors > MAX_ERROR_RATE * max(1, requests):
+        return "failed", f"{errors} of {requests} requests failed: {md['load_error_samples']}"
+    if md["load_busy"] > LOADGEN_SATURATED:
+        # The generator was busy nearly all the time: the figure is its limit, not the
+        # server's. Kept, marked, excluded from verdicts.
+        why = f"load generator saturated: busy {md['load_busy']:.0%} of the cell's wall time"
+        return "invalid", why + (f"; {judged.reason}" if judged.reason else "")
+    return judged.status, judged.reason
+
+
+def slice_window(
+    min_warmup: float, min_duration: float, max_duration: float, min_requests: int, rps: float, p50_s: float
+) -> tuple[float, float]:
+    """(warm-up, duration): several p50s of warm-up; long enough for ``min_requests`` at ``rps``."""
+    warmup = max(min_warmup, min(MAX_WARMUP_S, WARMUP_P50S * p50_s))
+    duration = min_duration
+    if min_requests and rps > 0:
+        duration = min(max_duration, max(min_duration, min_requests / rps))
+    return warmup, duration
+
+
+def point_groups(cells: list[Cell]) -> dict[tuple[int, str, str, float], list[Cell]]:
+    """Cells measured together: one mix point at one core budget, middleware and load mode."""
+    groups: dict[tuple[int, str, str, float], list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault((cell.cores, cell.middleware, cell.point.label, cell.rate_fraction), []).append(cell)
+    return groups
+
+
+class PointRun:
+    """One mix point: its servers up together, its slices in shuffled rounds."""
+
+    def __init__(
+        self,
+        ctx: RunContext,
+        results: Results,
+        cells: list[Cell],
+        on_progress: Callable[[str], None],
+        open_rates: dict[Cell, tuple[float, str]],
+        open_problems: dict[Cell, str],
+    ) -> None:
+        self.ctx, self.results, self.cells = ctx, results, cells
+        self.on_progress = on_progress
+        self.open_rates, self.open_problems = open_rates, open_problems
+        first = cells[0]
+        self.point, self.cores, self.middleware = first.point, first.cores, first.middleware
+        self.server_cpus, self.helper_cpus = cpu_layout(first.cores)
+        self.slices = [Slice(env, cell, server_config(ctx, env, cell)) for env in ctx.envs for cell in cells]
+        # Last measured (throughput, p50 s) per slice, to size the next round's window.
+        self.last: dict[int, tuple[float, float]] = {}
+
+    def todo(self) -> bool:
+        rounds = range(self.ctx.plan.repeats)
+        return any(not self.results.is_done(s.interpreter, s.cell.bench_name, r) for s in self.slices for r in rounds)
+
+    def run(self) -> None:
+        if not self.todo():
+            return
+        ctx = self.ctx
+        if ctx.upstream is not None:
+            # The upstream simulator lives for the whole run: it follows the helpers' CPUs.
+            repin(ctx.upstream.pid, self.helper_cpus)
+        servers: dict[tuple[str, ServerConfig], tuple[ManagedProcess, int, str]] = {}
+        gil_dirs: dict[tuple[str, ServerConfig], str] = {}
+        start_problem = ""
+        with contextlib.ExitStack() as stack:
+            for s in self.slices:
+                key = (s.interpreter, s.config)
+                if key in servers or key in gil_dirs:
+                    continue
+                open_tag = "-open" if s.cell.open_loop else ""
+                tag = (
+                    f"{s.interpreter}-{s.config.spec.replace(':', '-')}-cores{self.cores}-{self.middleware}"
+                    f"-{self.point.label.replace('/', '-').replace('@', '-').replace('=', '')}{open_tag}"
+                )
+                gil_dir = ctx.gil_dir(tag)
+                gil_dirs[key] = str(gil_dir)
+                env_vars = ctx.env_vars(s.env, gil_dir, self.middleware, s.config.interface)
+                try:
+                    server, port = stack.enter_context(
+                        running_server(
+                            s.config,
+                            s.env,
+                            port=ctx.port if ctx.port and not servers else None,
+                            extra_env=env_vars,
+                            log_path=ctx.logs / f"{tag}-server.log",
+                            cpus=self.server_cpus,
+                        )
+                    )
+                except LabError as exc:  # this server did not start: its slices fail
+                    start_problem = f"{s.config.label} on {s.interpreter} did not start: {exc}"
+                    continue
+                servers[key] = (server, port, tag)
+            self.rounds(servers, start_problem, attempt=1)
+            noisy = [s for s in self.slices if s.cv() > NOISY_CV]
+            first_cv = {id(s): s.cv() for s in self.slices}
+            if noisy:
+                names = ", ".join(f"{s.cell.variant}@{s.config.spec} on {s.interpreter} ({s.cv():.0%})" for s in noisy)
+                self.on_progress(f"{self.point.label}: rounds disagree beyond {NOISY_CV:.0%} CV ({names}); once more")
+                for s in self.slices:
+                    s.measured.clear()
+                self.rounds(servers, start_problem, attempt=2)
+            for s in self.slices:
+                for _record, md in s.measured:
+                    if md is not None:
+                        md["lab_first_attempt_cv"] = round(first_cv[id(s)], 4)
+                        md["lab_noisy"] = int(s.cv() > NOISY_CV)
+        # Every server is stopped now, so each of its processes has written its GIL report.
+        envs = {(s.interpreter, s.config): s.env for s in self.slices}
+        judged = {
+            key: ctx.judge(env, Path(gil_dirs[key]), expected_reports(key[1], env.interpreter.role == "ft"))
+            for key, env in envs.items()
+            if key in gil_dirs
+        }
+        for s in self.slices:
+            verdict = judged.get((s.interpreter, s.config))
+            for record, md in s.measured:
+                if verdict is not None:
+                    record.gil = verdict.metadata()
+                if record.status == "ok" and md is not None and verdict is not None:
+                    record.status, record.reason = judge_load(md, verdict)
+                    if record.status != "failed":  # invalid cells stay in the JSON, marked
+                        final = {
+                            **md,
+                            **verdict.metadata(),
+                            "lab_status": record.status,
+                            "lab_reason": record.reason or "-",
+                        }
+                        self.results.keep(record, http_run=(1.0 / final.pop("_throughput"), final))
+                        continue
+                self.results.keep(record)
+
+    def rounds(
+        self, servers: dict[tuple[str, ServerConfig], tuple[ManagedProcess, int, str]], start_problem: str, attempt: int
+    ) -> None:
+        plan = self.ctx.plan
+        for repeat in range(plan.repeats):
+            order = list(self.slices)
+            # A fixed seed per point and round: a rerun visits the slices in the same order.
+            random.Random(f"{self.point.label}/{self.cores}/{self.middleware}/{repeat}/{attempt}").shuffle(order)
+            for position, s in enumerate(order):
+                if self.results.is_done(s.interpreter, s.cell.bench_name, repeat):
+                    continue
+                self.on_progress(
+                    f"{s.cell.bench_name} on {s.interpreter} (round {repeat + 1}/{plan.repeats}"
+                    + (", again: noisy" if attempt > 1 else "")
+                    + ")"
+                )
+                record = CellRecord.of(s.cell, s.interpreter, repeat)
+                s.measured.append((record, None))
+                problem = probe_problem(self.ctx, s.env, s.cell)
+                if not problem and s.cell.open_loop and s.cell not in self.open_rates:
+                    problem = self.open_problems.get(s.cell, "no saturation measured for its closed-loop curve")
+                running = servers.get((s.interpreter, s.config))
+                if not problem and running is None:
+                    problem = start_problem or "server not running"
+                if problem:
+                    record.status, record.reason = "failed", problem
+                    continue
+                assert running is not None
+                server, port, _tag = running
+                if not server.alive():
+                    record.status = "failed"
+                    record.reason = f"server died (exit {server.proc.returncode}): {server.log_tail(3)}"
+                    continue
+                started = time.monotonic()
+                try:
+                    load, usage, upstream_cpu = self.load(s, port, server)
+                except (LabError, subprocess.TimeoutExpired) as exc:
+                    record.status, record.reason = "failed", str(exc)
+                    continue
+                record.wall_s = round(time.monotonic() - started, 2)
+                if not server.alive():
+                    record.status = "failed"
+                    record.reason = f"server died during the cell (exit {server.proc.returncode}): {server.log_tail(3)}"
+                    continue
+                server_md = {
+                    **s.config.metadata(),
+                    "lab_cpu_layout": layout_label(self.server_cpus, self.helper_cpus),
+                }
+                md = self.metadata(s, repeat, server_md, load, usage, upstream_cpu)
+                md.update({"lab_round_position": position, "lab_attempt": attempt, "lab_paired": 1})
+                if md["load_errors"]:
+                    # Say why requests failed while the server's log is at hand.
+                    tail_text = " | ".join(server.log_tail(4)[-600:].splitlines())
+                    md["load_error_samples"] += f" | server log: {tail_text}"
+                s.measured[-1] = (record, md)
+                self.last[id(s)] = (load["throughput_rps"], load["latency_us"]["p50"] / 1e6)
+
+    def window(self, s: Slice) -> tuple[float, float]:
+        """(warm-up, duration) seconds for this slice's next round."""
+        plan = self.ctx.plan
+        guess_p50 = s.cell.point.nominal_wait_ms / 1000 + 0.01
+        # Before the first round: Little's law with every connection busy waiting upstream.
+        rps, p50 = self.last.get(id(s), (s.cell.concurrency / guess_p50, guess_p50))
+        return slice_window(plan.http_warmup, plan.http_duration, plan.http_max_duration, plan.http_min_requests, rps, p50)
+
+    def load(self, s: Slice, port: int, server: ManagedProcess) -> tuple[dict[str, Any], ResourceUsage, float]:
+        """Drive one slice against its running server; sample server and upstream meanwhile."""
+        cell, ctx = s.cell, self.ctx
+        warmup, duration = self.window(s)
+        sampler = TreeSampler(server.pid)
+        upstream = ctx.upstream if ctx.upstream and cell.point.needs_upstream else None
+        upstream_sampler = TreeSampler(upstream.pid) if upstream else None
+        sampler.start()
+        if upstream_sampler:
+            upstream_sampler.start()
+        load_cmd = [
+            sys.executable,
+            "-m",
+            "lab.load",
+            "--url",
+            f"http://{HOST}:{port}{cell.path}",
+            "--connections",
+            str(cell.concurrency),
+            "--duration",
+            f"{duration:.3f}",
+            "--warmup",
+            f"{warmup:.3f}",
+            "--max-requests",
+            str(ctx.plan.http_max_requests),
+        ]
+        if cell.open_loop:
+            load_cmd += ["--rate", f"{self.open_rates[cell][0]:.3f}"]
+        try:
+            done = subprocess.run(
+                load_cmd,
+                capture_output=True,
+                text=True,
+                timeout=warmup + duration + 60,
+                check=False,
+                env=child_env({"PYTHONPATH": str(LAB_ROOT)}),
+                preexec_fn=pinned_to(self.helper_cpus),
+            )
+        finally:
+            usage = sampler.stop()
+            upstream_cpu = upstream_sampler.stop().cpu_s if upstream_sampler else 0.0
+        if done.returncode != 0:
+            raise LabError(f"load generator exited {done.returncode}: {done.stderr.strip()[-300:]}")
+        load: dict[str, Any] = json.loads(done.stdout)
+        return load, usage, upstream_cpu
+
+    def metadata(
+        self,
+        s: Slice,
+        repeat: int,
+        server_md: dict[str, Any],
+        load: dict[str, Any],
+        usage: ResourceUsage,
+        upstream_cpu: float,
+    ) -> dict[str, Any]:
+        cell, ctx = s.cell, self.ctx
+        hist_path = (
+            ctx.stage / "raw" / "histograms" / s.interpreter / f"{cell.bench_name.replace('/', '-')}-r{repeat}.hdr"
+        )
+        hist_path.parent.mkdir(parents=True, exist_ok=True)
+        hist_path.write_text(load["histogram"] + "\n")
+        total_requests = load["requests"] + load["warmup"]
+        lat = load["latency_us"]
+        return {
+            **ctx.common_metadata(s.env, cell),
+            **server_md,
+            "name": cell.bench_name,
+            "unit": "second",
+            "lab_repeat": repeat,
+            "load_generator": load["generator"],
+            "load_mode": load["mode"],
+            "load_rate_rps": round(load["rate_rps"], 3),
+            "load_rate_fraction": cell.rate_fraction,
+            "load_rate_basis": self.open_rates[cell][1] if cell.open_loop else "-",
+            "load_unsent": load["unsent"],
+            "load_reconnects": load["reconnects"],
+            "load_connections": load["connections"],
+            "load_duration_s": load["duration_s"],
+            "load_warmup_s": load.get("warmup_s", 0.0),
+            "load_requests": load["requests"],
+            "load_ok": load["ok"],
+            "load_errors": load["errors"] + load["non_2xx"],
+            "load_error_samples": "; ".join(load["error_samples"]) or "-",
+            "load_cpu_s": round(load["cpu_s"], 4),
+            # Share of the generator's own wall time spent on its CPU (1.0: it was the bottleneck).
+            "load_busy": round(load["cpu_s"] / load["wall_s"], 4) if load.get("wall_s") else 0.0,
+            "server_cpu_s": round(usage.cpu_s, 4),
+            "upstream_cpu_s": round(upstream_cpu, 4),
+            "load_cpu_share": round(load["cpu_s"] / usage.cpu_s, 4) if usage.cpu_s else 0,
+            "server_cpu_ms_per_req": round(1000 * usage.cpu_s / max(1, total_requests), 4),
+            "server_rss_peak_mib": round(usage.rss_peak_mib, 1),
+            "server_rss_mean_mib": round(usage.rss_mean_mib, 1),
+            "server_threads_peak": usage.threads_peak,
+            "server_processes_peak": usage.processes_peak,
+            "throughput_rps": round(load["throughput_rps"], 2),
+            "latency_p50_ms": lat["p50"] / 1000,
+            "latency_p95_ms": lat["p95"] / 1000,
+            "latency_p99_ms": lat["p99"] / 1000,
+            "latency_p999_ms": lat["p999"] / 1000,
+            "latency_max_ms": lat["max"] / 1000,
+            "histogram_file": str(hist_path.relative_to(ctx.stage)),
+            "_throughput": load["throughput_rps"],
+        }
+
+
+def run_http_cells(
+    ctx: RunContext,
+    results: Results,
+    cells: list[Cell],
+    on_progress: Callable[[str], None],
+    open_rates: dict[Cell, tuple[float, str]] | None = None,
+    open_problems: dict[Cell, str] | None = None,
+) -> None:
+    """Every mix point of ``cells`` in turn, each with its servers up together."""
+    for group in point_groups(cells).values():
+        PointRun(ctx, results, group, on_progress, open_rates or {}, open_problems or {}).run()
