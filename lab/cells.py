@@ -118,10 +118,16 @@ class CellRecord:
 
 
 def points_of(plan: Plan, mixes: tuple[str, ...]) -> list[MixPoint]:
+    overrides = dict(plan.sweep_overrides)
     points: list[MixPoint] = []
     for name in mixes:
-        points.extend(load_mix(name).points(plan.sweep_values))
+        points.extend(load_mix(name).points(overrides.get(name, plan.sweep_values)))
     return points
+
+
+def variants_of(plan: Plan, mix: str) -> tuple[Variant, ...]:
+    """The plan's variants for one mix (``mix_variants`` may narrow them)."""
+    return dict(plan.mix_variants).get(mix, plan.variants)
 
 
 def cells_of(plan: Plan, only_mixes: tuple[str, ...] | None = None) -> list[Cell]:
@@ -136,7 +142,7 @@ def cells_of(plan: Plan, only_mixes: tuple[str, ...] | None = None) -> list[Cell
             Cell(tier="handler", point=p, variant=v, concurrency=c, middleware=m)
             for p in points_of(plan, chosen(plan.handler_mixes))
             for m in plan.middleware
-            for v in plan.variants
+            for v in variants_of(plan, p.mix)
             for c in plan.handler_concurrency
         )
     if "http" in plan.tiers:
@@ -146,7 +152,7 @@ def cells_of(plan: Plan, only_mixes: tuple[str, ...] | None = None) -> list[Cell
             for cores in plan.core_budgets or (0,)
             for p in points
             for m in plan.middleware
-            for v in plan.variants
+            for v in variants_of(plan, p.mix)
             for s in plan.servers
             if s.interface == VARIANT_INTERFACE[v]
         ]

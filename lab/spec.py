@@ -351,8 +351,13 @@ class Plan:
     variants: tuple[Variant, ...]
     mixes: tuple[str, ...]
     handler_mixes: tuple[str, ...]
-    # Overrides the sweep values of swept mixes (e.g. fewer latencies for a quick run).
+    # Overrides the sweep values of swept mixes (e.g. fewer latencies for a quick run);
+    # ``sweep_overrides`` does it per mix (mix name -> values) and wins over it.
     sweep_values: tuple[int, ...] | None = None
+    sweep_overrides: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    # Per mix, only these variants (mix name -> variants), e.g. sync and async alone along a
+    # latency sweep; mixes not named run every plan variant.
+    mix_variants: tuple[tuple[str, tuple[Variant, ...]], ...] = ()
     # Middleware stacks to measure: "default" (async-capable only) and/or "sync-audit".
     middleware: tuple[Middleware, ...] = ("default",)
     # Concurrent callers for the sync<->async crossing microbenchmarks (empty: skip them).
@@ -414,6 +419,17 @@ class Plan:
             sweep_values = tuple(table["sweep_values"])
             if not sweep_values or not all(isinstance(v, int) and v >= 0 for v in sweep_values):
                 raise SpecError(f"{path}: 'plan.sweep_values' must be a non-empty list of integers >= 0")
+        sweep_overrides = tuple(
+            (mix, _int_tuple(path, f"plan.sweep_overrides.{mix}", values))
+            for mix, values in _mix_table(path, "sweep_overrides", table, mixes).items()
+        )
+        mix_variants: list[tuple[str, tuple[Variant, ...]]] = []
+        for mix, names in _mix_table(path, "mix_variants", table, mixes).items():
+            chosen = _str_tuple(path, f"plan.mix_variants.{mix}", names)
+            for v in chosen:
+                if v not in variants:
+                    raise SpecError(f"{path}: 'plan.mix_variants.{mix}' names {v!r}, not a plan variant ({', '.join(variants)})")
+            mix_variants.append((mix, chosen))  # type: ignore[arg-type]
         middleware = _str_tuple(path, "plan.middleware", table.get("middleware", ["default"]))
         for m in middleware:
             if m not in MIDDLEWARES:
@@ -475,6 +491,8 @@ class Plan:
             mixes=mixes,
             handler_mixes=handler_mixes,
             sweep_values=sweep_values,
+            sweep_overrides=sweep_overrides,
+            mix_variants=tuple(mix_variants),
             middleware=middleware,  # type: ignore[arg-type]
             crossing_concurrency=crossing_concurrency,
             servers=servers,
@@ -485,6 +503,17 @@ class Plan:
             http_concurrency=_int_tuple(path, "plan.http_concurrency", table["http_concurrency"]),
             **numbers,
         )
+
+
+def _mix_table(path: Path, key: str, table: dict[str, Any], mixes: tuple[str, ...]) -> dict[str, Any]:
+    """A plan table keyed by mix name (``sweep_overrides``, ``mix_variants``); only plan mixes."""
+    value = table.get(key, {})
+    if not isinstance(value, dict):
+        raise SpecError(f"{path}: 'plan.{key}' must be a table of mix name = list")
+    for mix in value:
+        if mix not in mixes:
+            raise SpecError(f"{path}: 'plan.{key}' names mix {mix!r}, which the plan does not run ({', '.join(mixes)})")
+    return value
 
 
 def available_plans() -> list[str]:

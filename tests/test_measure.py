@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from lab.gilstate import verdict
 from lab.measure import judge_load
 
@@ -27,3 +29,41 @@ def test_a_saturated_load_generator_invalidates_the_cell() -> None:
     assert status == "invalid" and reason == "load generator saturated: busy 95% of the cell's wall time"
     status, reason = judge_load(load_md(load_errors=2), ok)
     assert status == "failed" and reason.startswith("2 of 100 requests failed")
+
+
+def test_a_slice_window_is_sized_by_samples_within_its_bounds() -> None:
+    from lab.measure.http import slice_window
+
+    # 300 requests at 100 req/s: 3 s, inside [1, 4]; warm-up three p50s of 50 ms.
+    assert slice_window(0.2, 1.0, 4.0, 300, 100.0, 0.05) == (pytest.approx(0.2), pytest.approx(3.0))
+    # A slow cell is capped at the maximum; its warm-up at several p50s (capped at 5 s).
+    warmup, duration = slice_window(0.2, 1.0, 4.0, 300, 16.0, 0.5)
+    assert duration == 4.0 and warmup == pytest.approx(1.5)
+    assert slice_window(0.2, 1.0, 4.0, 300, 10_000.0, 0.001)[1] == 1.0
+    # No sample target: every slice lasts the plan's duration.
+    assert slice_window(0.5, 2.0, 2.0, 0, 50.0, 0.01) == (0.5, 2.0)
+
+
+def test_cells_of_one_point_are_measured_together() -> None:
+    from lab.cells import cells_of
+    from lab.measure.http import point_groups
+    from lab.spec import load_plan
+
+    plan = load_plan("smoke")
+    http = [c for c in cells_of(plan) if c.tier == "http"]
+    groups = point_groups(http)
+    assert {key[2] for key in groups} == {"template-page", "billing"}
+    for cells in groups.values():
+        assert {c.variant for c in cells} == set(plan.variants)
+        assert len({c.point.label for c in cells}) == 1
+
+
+def test_the_noise_summary_names_busy_processes() -> None:
+    from lab.measure.noise import noise_summary
+
+    quiet = {"loadavg": [0.1, 0.1, 0.1], "busy_processes": []}
+    text, busy = noise_summary(quiet)
+    assert not busy and "other busy processes: none" in text
+    loud = {"loadavg": [3.0, 1.0, 1.0], "busy_processes": [{"pid": 7, "name": "cc1", "cpu_share": 0.93}]}
+    text, busy = noise_summary(loud)
+    assert busy and "cc1 (pid 7, 93%)" in text

@@ -131,3 +131,40 @@ def test_bad_mix_parameters(tmp_path: Path, params: str, message: str) -> None:
     path.write_text(f'[mix]\nname = "m"\ndescription = "d"\nendpoint = "billing"\nparams = {params}\n')
     with pytest.raises(SpecError, match=message):
         Mix.from_toml(path)
+
+
+def _smoke_with(tmp_path: Path, extra: str) -> Path:
+    text = (Path(__file__).parent.parent / "lab" / "plans" / "smoke.toml").read_text()
+    path = tmp_path / "p.toml"
+    path.write_text(text.replace("[plan]\n", "[plan]\n" + extra + "\n", 1))
+    return path
+
+
+def test_per_mix_variants_and_sweeps_narrow_the_cells(tmp_path: Path) -> None:
+    from lab.cells import cells_of
+
+    path = _smoke_with(
+        tmp_path, 'mixes = ["template-page", "io-sweep"]\nsweep_overrides = { io-sweep = [5, 500] }\n'
+        'mix_variants = { io-sweep = ["sync", "async"] }'
+    )
+    text = path.read_text().replace('mixes = ["template-page", "billing"]\n', "")
+    path.write_text(text)
+    plan = Plan.from_toml(path)
+    http = [c for c in cells_of(plan) if c.tier == "http"]
+    sweep = [c for c in http if c.point.mix == "io-sweep"]
+    assert sorted({c.point.label for c in sweep}) == ["io-sweep@latency=5", "io-sweep@latency=500"]
+    assert {c.variant for c in sweep} == {"sync", "async"}
+    assert {c.variant for c in http if c.point.mix == "template-page"} == {"sync", "async", "bridged"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('mix_variants = { orm-reads = ["sync"] }', "names mix 'orm-reads', which the plan does not run"),
+        ('mix_variants = { billing = ["sync-on-asgi"] }', "names 'sync-on-asgi', not a plan variant"),
+        ("sweep_overrides = [1, 2]", "'plan.sweep_overrides' must be a table"),
+    ],
+)
+def test_per_mix_tables_are_checked(tmp_path: Path, extra: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        Plan.from_toml(_smoke_with(tmp_path, extra))

@@ -29,6 +29,7 @@ from lab.envs import WorkloadEnv
 from lab.measure.context import SAME_STACK_ENV, RunContext, one_line_metadata
 from lab.measure.http import judge_load
 from lab.measure.layout import check_core_budgets, cpu_layout, layout_label
+from lab.measure.noise import machine_noise, noise_summary
 from lab.measure.schedule import run_plan, total_steps
 from lab.measure.store import Results
 from lab.spec import Plan
@@ -74,6 +75,11 @@ class Runner:
 
     def total_steps(self) -> int:
         return total_steps(self.ctx, self.cells, self.crossing_concurrency, len(self.results.done))
+
+    def check_noise(self) -> tuple[str, bool]:
+        """Record the machine's noise before measuring: (one-line summary, busy?)."""
+        self.ctx.noise = machine_noise()
+        return noise_summary(self.ctx.noise)
 
     def run(self) -> list[CellRecord]:
         return run_plan(self.ctx, self.results, self.cells, self.crossing_concurrency, self.on_progress)

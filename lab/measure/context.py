@@ -61,6 +61,8 @@ class RunContext:
     port: int | None = None
     work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="lab-work-")))
     machine: dict[str, Any] = field(default_factory=machine_metadata)
+    # What else the machine was doing when the run started (lab.measure.noise).
+    noise: dict[str, Any] = field(default_factory=dict)
     database_url: str = ""
     cache_url: str = ""
     upstream: ManagedProcess | None = None
@@ -100,14 +102,9 @@ class RunContext:
 
     @staticmethod
     def judge(env: WorkloadEnv, gil_dir: Path, expected: int | None = None) -> GilVerdict:
-        reports = read_reports(gil_dir)
-        free_threaded = env.interpreter.role == "ft"
-        if expected is None:
-            return verdict(reports, free_threaded=free_threaded)
-        try:
-            return verdict(reports, free_threaded=free_threaded, expected=expected)  # type: ignore[call-arg]
-        except TypeError:  # a gilstate without expected counts
-            return verdict(reports, free_threaded=free_threaded)
+        """The GIL verdict of the processes that wrote into ``gil_dir``; with ``expected``, a
+        free-threaded cell missing any process's report is invalid (state unknown)."""
+        return verdict(read_reports(gil_dir), free_threaded=env.interpreter.role == "ft", expected=expected)
 
     @staticmethod
     def probe_key(env: WorkloadEnv, cell: Cell) -> tuple[str, str, str]:

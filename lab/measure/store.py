@@ -124,6 +124,7 @@ class Results:
             "plan": asdict(ctx.plan),
             "plan_source": plan_path_note,
             "machine": ctx.machine,
+            "machine_noise": ctx.noise,
             "interpreters": {
                 e.interpreter.spec_name: {**e.interpreter.provenance(), "packages": e.packages} for e in ctx.envs
             },
