@@ -14,9 +14,30 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 
-def _system_packages(session: nox.Session) -> None:
-    """The Debian packages a CPython build and the throwaway servers need (a no-op when present)."""
-    session.run("bash", ".ci/install-deps", external=True)
+def _system_packages(session: nox.Session, *extra: str) -> None:
+    """The Debian packages a CPython build needs, plus ``extra`` options of .ci/install-deps
+    (``--services postgres,redis``, ``--browser``); a no-op when present."""
+    session.run("bash", ".ci/install-deps", *extra, external=True)
+
+
+def _option_values(args: list[str], option: str) -> list[str]:
+    """Every value given to ``option`` in ``args`` (``--opt V`` or ``--opt=V``)."""
+    values = [args[i + 1] for i, a in enumerate(args[:-1]) if a == option]
+    return values + [a.split("=", 1)[1] for a in args if a.startswith(option + "=")]
+
+
+def services_for(args: list[str]) -> list[str]:
+    """The .ci/install-deps options a compare with these arguments needs: PostgreSQL and
+    Redis server packages only when the run starts its own servers."""
+    services = []
+    for database in _option_values(args, "--database"):
+        if database == "postgres-local":
+            services.append("postgres")
+        elif database.startswith("postgres"):
+            services.append("libpq")  # psycopg talks to a given server through libpq
+    if "redis-local" in _option_values(args, "--cache"):
+        services.append("redis")
+    return ["--services", ",".join(dict.fromkeys(services))] if services else []
 
 
 @nox.session
@@ -38,8 +59,10 @@ def tests(session: nox.Session) -> None:
     """Unit, functional and smoke tests (smoke builds both interpreters if they are not cached).
 
     Pass pytest options after --, e.g. ``nox -s tests -- -m "not smoke"`` for the fast ones.
+    The suite starts throwaway PostgreSQL and Redis servers and checks the report in headless
+    Chromium, so their Debian packages are installed too.
     """
-    _system_packages(session)
+    _system_packages(session, "--services", "postgres,redis", "--browser")
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
 
@@ -54,8 +77,12 @@ def interpreters(session: nox.Session) -> None:
 
 @nox.session
 def compare(session: nox.Session) -> None:
-    """Build if missing, install the workloads on both interpreters, measure, report. ``-- --help`` for options."""
-    _system_packages(session)
+    """Build if missing, install the workloads on both interpreters, measure, report. ``-- --help`` for options.
+
+    PostgreSQL / Redis packages are installed only for ``--database postgres-local`` /
+    ``--cache redis-local``; ``-- --dry-run`` lists the plan's cells and time without building.
+    """
+    _system_packages(session, *services_for(list(session.posargs)))
     session.install("-e", ".")
     session.run("python", "-m", "lab", "compare", *session.posargs)
 

@@ -222,6 +222,58 @@ def ensure_built(
     )
 
 
+def extract_safely(archive: tarfile.TarFile, dest: Path) -> None:
+    """Extract ``archive`` under ``dest`` and nowhere else, on every Python the lab accepts.
+
+    Python 3.11.4+ has tarfile's ``data`` filter. Debian 12's own python3 is 3.11.2, which
+    has none, so there the members are checked here with the same rules: no absolute
+    paths, no ``..``, no links that leave ``dest``, no device files or FIFOs, no
+    setuid/setgid bits or foreign owners.
+    """
+    if hasattr(tarfile, "data_filter"):
+        archive.extractall(dest, filter="data")
+        return
+    root = os.path.realpath(dest)
+    members = [_checked_member(member, root, archive.name) for member in archive.getmembers()]
+    if hasattr(tarfile, "fully_trusted_filter"):  # only when a test hides data_filter on a newer Python
+        archive.extractall(dest, members=members, filter="fully_trusted")
+    else:
+        archive.extractall(dest, members=members)
+
+
+def _checked_member(member: tarfile.TarInfo, root: str, archive: object) -> tarfile.TarInfo:
+    def refuse(why: str) -> SourceError:
+        return SourceError(f"refusing to extract {archive}: member {member.name!r} {why}")
+
+    def inside(path: str) -> bool:
+        return os.path.commonpath([root, os.path.realpath(path)]) == root
+
+    name = member.name
+    if name.startswith("/") or os.path.isabs(name):
+        raise refuse("has an absolute path")
+    if ".." in Path(name).parts:
+        raise refuse("contains '..'")
+    target = os.path.join(root, name)
+    if not inside(target):
+        raise refuse("resolves outside the target directory")
+    if member.isdev():  # character/block devices and FIFOs
+        raise refuse("is a device file or FIFO")
+    if member.issym():
+        if os.path.isabs(member.linkname) or not inside(os.path.join(os.path.dirname(target), member.linkname)):
+            raise refuse(f"is a symlink leaving the target directory ({member.linkname!r})")
+    elif member.islnk():
+        if os.path.isabs(member.linkname) or not inside(os.path.join(root, member.linkname)):
+            raise refuse(f"is a hard link leaving the target directory ({member.linkname!r})")
+    elif not (member.isfile() or member.isdir()):
+        raise refuse("is not a regular file, directory or link")
+    # As the data filter does: no setuid/setgid/sticky bits, no group/other write, and files
+    # owned by whoever extracts them (root would otherwise chown to the archive's owners).
+    if not member.issym():
+        member.mode &= 0o755
+    member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), "", ""
+    return member
+
+
 def _build(spec: InterpreterSpec, profile: BuildProfile, prefix: Path, tarball: Path, jobs: int) -> None:
     work = prefix.with_name(f".tmp-{prefix.name}-{os.getpid()}")
     log_path = prefix.with_name(prefix.name + ".log")
@@ -231,7 +283,7 @@ def _build(spec: InterpreterSpec, profile: BuildProfile, prefix: Path, tarball: 
     log.info("building %s (%s profile) into %s; log: %s", spec.name, profile, prefix, log_path)
     try:
         with tarfile.open(tarball) as archive:
-            archive.extractall(work, filter="data")
+            extract_safely(archive, work)
         src = work / f"Python-{spec.version}"
         stage = work / "stage"
         env = child_env()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,6 +131,20 @@ def variants_of(plan: Plan, mix: str) -> tuple[Variant, ...]:
     return dict(plan.mix_variants).get(mix, plan.variants)
 
 
+# Below this many CPUs the server shares them with the load generator and upstream.
+SEPARATE_HELPERS_FROM = 4
+HELPER_CPUS = 2
+
+
+def default_core_budgets(cpus: int | None = None) -> tuple[int, ...]:
+    """The core budget when the plan names none: on a machine with at least 4 CPUs the server
+    runs alone on all but two, the load generator and upstream on those two (helpers on the
+    server's cores take CPU that 3.13t could use and 3.13 cannot, biasing the ratio); on a
+    smaller machine a 1-core server could not show free-threading at all, so they share (0)."""
+    cpus = len(os.sched_getaffinity(0)) if cpus is None else cpus
+    return (cpus - HELPER_CPUS,) if cpus >= SEPARATE_HELPERS_FROM else (0,)
+
+
 def cells_of(plan: Plan, only_mixes: tuple[str, ...] | None = None) -> list[Cell]:
     """Handler cells, then closed-loop HTTP cells, then open-loop HTTP cells."""
 
@@ -149,7 +164,7 @@ def cells_of(plan: Plan, only_mixes: tuple[str, ...] | None = None) -> list[Cell
         points = points_of(plan, chosen(plan.mixes))
         shapes = [
             (p, m, v, s, cores)
-            for cores in plan.core_budgets or (0,)
+            for cores in plan.core_budgets or default_core_budgets()
             for p in points
             for m in plan.middleware
             for v in variants_of(plan, p.mix)
@@ -159,17 +174,16 @@ def cells_of(plan: Plan, only_mixes: tuple[str, ...] | None = None) -> list[Cell
         cells.extend(
             Cell(tier="http", point=p, variant=v, concurrency=c, middleware=m, server=s, cores=cores)
             for p, m, v, s, cores in shapes
-            for c in plan.http_concurrency
+            for c in dict(plan.mix_concurrency).get(p.mix, plan.http_concurrency)
         )
         # Open loop: as many connections as the largest closed-loop level, so the
         # generator never runs out of connections below saturation.
-        connections = max(plan.http_concurrency)
         cells.extend(
             Cell(
                 tier="http",
                 point=p,
                 variant=v,
-                concurrency=connections,
+                concurrency=max(dict(plan.mix_concurrency).get(p.mix, plan.http_concurrency)),
                 middleware=m,
                 server=s,
                 cores=cores,

@@ -12,7 +12,6 @@ import contextlib
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from lab.errors import LabError, SpecError
-from lab.proc import child_env, managed, run_logged, tail
+from lab.proc import capture, child_env, managed, run_logged, tail
 from lab.serve import require_loopback
 
 DatabaseKind = Literal["sqlite", "postgres"]
@@ -136,7 +135,6 @@ def _server(bin_dir: Path, base: Path, work: Path, port: int) -> Iterator[str]:
 
 
 def _pg_ready(bin_dir: Path, port: int) -> bool:
-    done = subprocess.run(
-        [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-q"], check=False, timeout=10
-    )
+    cmd = [str(bin_dir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port), "-q"]
+    done = capture(cmd, env=child_env(), timeout=10)
     return done.returncode == 0

@@ -16,13 +16,16 @@ from typing import Any
 
 import pandas as pd
 
+from lab.answer import truthy
 from lab.errors import SpecError
 from lab.files import write_atomic
 from lab.report import load_run, machine_label, summary_table
+from lab.tables import point_key
 
 # Two runs' 3.13t / 3.13 ratios for a cell should agree within this (relative).
 STABLE_WITHIN = 0.05
 CELL_KEYS = ["tier", "point", "variant", "server", "cores", "load", "concurrency"]
+CELL_HEADERS = ["tier", "mix", "variant", "server", "cores", "load", "connections"]
 
 
 def _interpreters(run: Path) -> dict[str, tuple[str, str]]:
@@ -162,10 +165,17 @@ def render_combined(runs: list[Path], out: Path, *, allow_mixed: bool = False) -
             "",
             "## 3.13t / 3.13 throughput per run",
             "",
-            "| tier | mix | variant | server | cores | load | conc | " + " | ".join(names) + " |",
-            "|---|---|---|---|---:|---|---:|" + "---:|" * len(names),
+            "One column per run: the cell's ratio with its 95% interval; ⚠ too noisy to quote; — not measured "
+            "in that run.",
+            "",
+            # The cell's keys, then one column per run: every row writes exactly these cells.
+            "| " + " | ".join([*CELL_HEADERS, *names]) + " |",
+            "|"
+            + "".join("---:|" if key in ("cores", "concurrency") else "---|" for key in CELL_KEYS)
+            + "---:|" * len(names),
         ]
-        for r in wide.to_dict("records"):
+        ordered = sorted(wide.to_dict("records"), key=lambda r: (r["tier"], point_key(str(r["point"])), r["variant"]))
+        for r in ordered:
             cells = []
             for name in names:
                 ratio = r.get(f"{name}:ratio", math.nan)
@@ -175,12 +185,9 @@ def render_combined(runs: list[Path], out: Path, *, allow_mixed: bool = False) -
                     if math.isnan(ratio)
                     else f"{ratio:.2f}" + ("" if math.isnan(low) else f" [{low:.2f}, {high:.2f}]")
                 )
-                cells.append(text + (" ⚠" if r.get(f"{name}:noisy") is True else ""))
-            lines.append(
-                f"| {r['tier']} | {r['point']} | {r['variant']} | {r['server']} | {r['load']} | {r['concurrency']} | "
-                + " | ".join(cells)
-                + " |"
-            )
+                cells.append(text + (" ⚠" if truthy(r.get(f"{name}:noisy", False)) else ""))
+            keys = [str(r[key]) for key in CELL_KEYS]
+            lines.append("| " + " | ".join([*keys, *cells]) + " |")
     text = "\n".join(lines) + "\n"
     (out / "tables").mkdir(parents=True, exist_ok=True)
     write_atomic(out / "report.md", lambda p: p.write_text(text))

@@ -4,19 +4,30 @@ One place logs the shell-quoted command, builds an explicit environment, owns th
 process group, waits for readiness with a timeout, keeps the log tail and kills and
 reaps on any exception (the idea of pyperf's ``popen_killer``), so a failed cell or a
 Ctrl-C never leaves a server or load generator behind.
+
+Nothing may outlive the lab even when it cannot clean up (SIGKILL, an OOM kill): every
+child asks the kernel for SIGKILL when the lab dies (``PR_SET_PDEATHSIG``), and while
+``guardian()`` is active a tiny watcher process, in its own session, SIGKILLs every
+process group the lab still owns once the lab is gone. The group kill is what reaches
+grandchildren: gunicorn and uvicorn workers, pyperf workers, ``make``'s compilers and a
+PostgreSQL started through ``runuser`` (whose credential change clears the death signal).
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shlex
 import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("lab.proc")
 
@@ -35,12 +46,124 @@ def child_env(extra: Mapping[str, str] | None = None, *, base: Mapping[str, str]
     return env
 
 
-def pinned_to(cpus: frozenset[int] | None) -> Callable[[], None] | None:
-    """A ``preexec_fn`` that pins the child (and everything it forks) to ``cpus``."""
-    if not cpus:
-        return None
-    chosen = set(cpus)
-    return lambda: os.sched_setaffinity(0, chosen)
+# prctl(2) option: the signal this process gets when its parent (thread) exits.
+PR_SET_PDEATHSIG = 1
+# Loaded in the parent: the child between fork and exec should only call into it.
+_LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+def pinned_to(cpus: frozenset[int] | None) -> Callable[[], None]:
+    """A ``preexec_fn`` for any child: dies with the lab, and is pinned (with everything
+    it forks) to ``cpus`` when given.
+
+    Use it for children started with ``subprocess`` directly; ``managed``, ``run_logged``
+    and ``capture`` apply it themselves.
+    """
+    chosen = set(cpus) if cpus else None
+    # The kernel sends the death signal when the *thread* that forked the child exits,
+    # not the process: a child forked from a short-lived worker thread would be killed
+    # when that thread ends. The lab starts children from its main thread; from any
+    # other thread, rely on the guardian instead.
+    death = signal.SIGKILL if threading.current_thread() is threading.main_thread() else 0
+    parent = os.getpid()
+
+    def setup() -> None:
+        if death and _LIBC is not None:
+            _LIBC.prctl(PR_SET_PDEATHSIG, death, 0, 0, 0)
+            if os.getppid() != parent:  # the lab died before prctl took effect
+                os.kill(os.getpid(), death)
+        if chosen:
+            os.sched_setaffinity(0, chosen)
+
+    return setup
+
+
+# -- guardian: kills the lab's process groups once the lab is gone -------------------
+
+_GUARDIAN = """
+import os, signal, sys
+groups = set()
+for line in sys.stdin:  # "+PGID" / "-PGID" from the lab; end of file: the lab is gone
+    (groups.add if line[0] == "+" else groups.discard)(int(line[1:]))
+for pgid in groups:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+class _Guardian:
+    """The watcher's state: armed by ``guardian()``, started with the first child."""
+
+    armed = False
+    fd: int | None = None
+    watcher: subprocess.Popen[bytes] | None = None
+
+
+def _start_guardian() -> None:
+    read, write = os.pipe()  # not inheritable: the lab stays the pipe's only writer
+    try:
+        _Guardian.watcher = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _GUARDIAN],
+            stdin=read,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            # Its own session: Ctrl-C, a closing terminal or a kill of the lab's job
+            # group must not take the watcher down with the lab.
+            start_new_session=True,
+        )
+    finally:
+        os.close(read)
+    _Guardian.fd = write
+
+
+@contextmanager
+def guardian() -> Iterator[None]:
+    """While active, every process group started here is SIGKILLed once the lab exits,
+    however it exits: the watcher learns of it from the end of its stdin pipe.
+
+    The watcher starts with the first child, so a command that fails validation
+    starts no process at all.
+    """
+    if _Guardian.armed:  # nested: the outer one covers it
+        yield
+        return
+    _Guardian.armed = True
+    try:
+        yield
+    finally:
+        _Guardian.armed = False
+        fd, watcher = _Guardian.fd, _Guardian.watcher
+        _Guardian.fd = _Guardian.watcher = None
+        if fd is not None:
+            os.close(fd)  # the watcher kills whatever is still registered, then exits
+        if watcher is not None:
+            try:
+                watcher.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # pragma: no cover - the watcher never blocks
+                watcher.kill()
+                watcher.wait()
+
+
+def _tell_guardian(message: str) -> None:
+    if _Guardian.fd is None:
+        return
+    try:
+        os.write(_Guardian.fd, f"{message}\n".encode())
+    except OSError:  # the watcher is gone; the death signals still apply
+        pass
+
+
+def _popen(cmd: Sequence[str], *, cpus: frozenset[int] | None = None, **kwargs: Any) -> subprocess.Popen[bytes]:
+    """Start ``cmd`` in a new session of its own, registered with the guardian."""
+    if _Guardian.armed and _Guardian.fd is None:
+        _start_guardian()
+    proc: subprocess.Popen[bytes] = subprocess.Popen(
+        list(cmd), start_new_session=True, preexec_fn=pinned_to(cpus), **kwargs
+    )
+    _tell_guardian(f"+{proc.pid}")
+    return proc
 
 
 def repin(pid: int, cpus: frozenset[int] | None) -> None:
@@ -75,20 +198,29 @@ def run_logged(
     with log_path.open("ab") as out:
         out.write(f"\n$ {shlex.join(cmd)}\n".encode())
         out.flush()
-        proc = subprocess.Popen(
-            list(cmd), stdout=out, stderr=subprocess.STDOUT, env=dict(env), cwd=cwd, start_new_session=True
-        )
+        proc = _popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(env), cwd=cwd)
         try:
-            return proc.wait(timeout=timeout)
+            code = proc.wait(timeout=timeout)
         except BaseException:
             kill_group(proc)
             raise
+        # A step is over when its whole group is: nothing it forked may linger.
+        kill_group(proc)
+        return code
 
 
 def capture(cmd: Sequence[str], *, env: Mapping[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run a short command and capture its output (interpreter probes and the like)."""
     log.debug("$ %s", shlex.join(cmd))
-    return subprocess.run(list(cmd), capture_output=True, text=True, env=dict(env), timeout=timeout, check=False)
+    return subprocess.run(
+        list(cmd),
+        capture_output=True,
+        text=True,
+        env=dict(env),
+        timeout=timeout,
+        check=False,
+        preexec_fn=pinned_to(None),
+    )
 
 
 def kill_group(proc: subprocess.Popen[bytes], grace: float = 10.0, stop_signal: int = signal.SIGTERM) -> None:
@@ -111,6 +243,7 @@ def kill_group(proc: subprocess.Popen[bytes], grace: float = 10.0, stop_signal: 
         try:
             os.killpg(proc.pid, 0)
         except (ProcessLookupError, PermissionError):
+            _tell_guardian(f"-{proc.pid}")
             return
         time.sleep(0.01)
     log.error("process group %d still has members after SIGKILL", proc.pid)
@@ -184,15 +317,7 @@ def managed(
     with log_path.open("ab") as out:
         out.write(f"$ {shlex.join(cmd)}\n".encode())
         out.flush()
-        proc = subprocess.Popen(
-            list(cmd),
-            stdout=out if stdout is None else stdout,
-            stderr=out,
-            env=dict(env),
-            cwd=cwd,
-            start_new_session=True,
-            preexec_fn=pinned_to(cpus),
-        )
+        proc = _popen(cmd, cpus=cpus, stdout=out if stdout is None else stdout, stderr=out, env=dict(env), cwd=cwd)
     managed_proc = ManagedProcess(proc, log_path, name, stop_signal)
     try:
         yield managed_proc

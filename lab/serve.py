@@ -6,6 +6,14 @@ extra; ``granian==2.7.9`` is pinned because later releases dropped 3.13t wheels.
 default both interpreters get the same pure-Python stack (asyncio loop, h11 parser):
 uvloop and httptools have no cp313t wheels, and an extension without free-threading
 support would re-enable the GIL. ``best-available`` uses them where they load, and says so.
+
+Stopping: every process of the server writes a GIL report (``gilprobe``) and the lab
+checks their number against the shape (``servers.expected_gil_reports``), so a server is
+stopped so that its processes can end normally: the kind's stop signal to the whole
+process group (``ServerConfig.stop_signal``), up to ``STOP_GRACE_S`` for the main
+process, then up to ``LINGER_S`` for the rest of the group to end on its own (uvicorn's
+multiprocessing resource tracker exits once the last worker is gone) before whatever is
+left is killed.
 """
 
 from __future__ import annotations
@@ -14,7 +22,10 @@ import contextlib
 import errno
 import http.client
 import ipaddress
+import os
 import socket
+import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +35,10 @@ from lab.proc import ManagedProcess, child_env, managed
 from lab.servers import HOST, ServerConfig, command
 
 READY_TIMEOUT_S = 60.0
+# How long the server's main process gets to stop after its stop signal (as ``proc``).
+STOP_GRACE_S = 10.0
+# How long the rest of the process group then gets to end on its own before SIGKILL.
+LINGER_S = 3.0
 
 
 def require_loopback(what: str, host: str) -> None:
@@ -107,4 +122,48 @@ def running_server(
             raise ServerStartFailed(
                 f"{exc}: {exc.log_tail.strip().splitlines()[-1:] or ''}", log_tail=exc.log_tail
             ) from None
-        yield server, port
+        try:
+            yield server, port
+        finally:
+            stop_server(server)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group ``pgid``, from ``/proc``.
+
+    Not ``os.killpg(pgid, 0)``: an orphan that exited stays a zombie member of the group
+    until PID 1 reaps it, and in some containers PID 1 never does.
+    """
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # it just ended
+        # Fields after the parenthesised command: state, ppid, pgrp, ...
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            members.append(int(entry.name))
+    return members
+
+
+def stop_server(server: ManagedProcess, *, grace: float = STOP_GRACE_S, linger: float = LINGER_S) -> int | None:
+    """Stop the server's process group with its stop signal and let it drain; return the exit code.
+
+    ``managed`` would send the same signal and then SIGKILL the group as soon as the main
+    process is gone, which kills helpers that are about to exit normally (and write a
+    final GIL report). Here the group first gets ``linger`` seconds to end on its own;
+    ``ManagedProcess.stop`` then sweeps whatever is left and reaps.
+    """
+    pgid = server.pid
+    if server.alive():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, server.stop_signal)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.proc.wait(timeout=grace)
+    deadline = time.monotonic() + linger
+    while group_members(pgid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return server.stop(grace)

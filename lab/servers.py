@@ -43,10 +43,17 @@ class ServerConfig:
 
     @property
     def stop_signal(self) -> int:
-        # gunicorn stops gracefully on SIGTERM. uvicorn re-raises SIGTERM after its
-        # shutdown, which kills it before atexit handlers (our GIL report) run; on
-        # SIGINT it ends with KeyboardInterrupt, so atexit still runs. granian handles
-        # SIGINT as a graceful stop of its workers.
+        """The signal the lab sends to the server's whole process group to stop it.
+
+        Chosen so that as many processes as possible end normally and write a final GIL
+        report (the probe's watcher covers the rest, see ``gilprobe``):
+        gunicorn: SIGTERM is its graceful stop; master and workers exit through
+        ``sys.exit``. uvicorn: every worker re-raises the signals it caught after its
+        own shutdown; SIGINT then becomes KeyboardInterrupt (a normal exit), SIGTERM
+        kills it before ``atexit``. Its supervisor still sends SIGTERM to the workers
+        once it sees the SIGINT (within 0.5 s), so a slow worker may die of that one.
+        granian: SIGINT and SIGTERM both stop it gracefully; SIGINT as for uvicorn.
+        """
         return signal.SIGTERM if self.kind.startswith("gunicorn") else signal.SIGINT
 
     @property
@@ -164,3 +171,25 @@ def command(config: ServerConfig, python: Path, port: int) -> list[str]:
         "--backlog",
         "2048",
     ]
+
+
+def expected_gil_reports(config: ServerConfig, *, free_threaded: bool) -> int:
+    """How many processes a running server of this shape has, so how many GIL reports.
+
+    Verified by starting each shape on both interpreters (``tests/test_servers.py``):
+    - gunicorn (sync, gthread): the arbiter plus one forked process per worker, P + 1;
+    - uvicorn with one worker: the server runs in the process the lab started, 1;
+    - uvicorn with P > 1: the supervisor, P workers started with multiprocessing's
+      ``spawn`` context, and multiprocessing's resource tracker, which ``spawn`` starts
+      on the first child (a python process of the same venv, so it reports too): P + 2;
+    - granian on 3.13t: its free-threaded build serves workers as threads of the one
+      process (``MTServer``), 1 whatever P is;
+    - granian on 3.13: the main process plus P workers forked by multiprocessing
+      (``MPServer``, the default ``fork`` start method, no resource tracker): P + 1.
+    """
+    workers = config.workers
+    if config.kind.startswith("gunicorn"):
+        return workers + 1
+    if config.kind == "uvicorn":
+        return 1 if workers == 1 else workers + 2
+    return 1 if free_threaded else workers + 1

@@ -46,12 +46,21 @@ VARIANT_INTERFACE: dict[Variant, str] = {
     "sync-on-asgi": "asgi",
     "async-db": "asgi",
 }
-Middleware = Literal["default", "sync-audit"]
+# default: Security + Common; sync-audit: plus a sync-only DB middleware; django-default:
+# startproject's stack (sessions, CSRF, auth, messages) with a logged-in client, which
+# needs CLIENT_COOKIE on every request.
+Middleware = Literal["default", "sync-audit", "django-default"]
 MIDDLEWARES: tuple[Middleware, ...] = get_args(Middleware)
+# The lab's logged-in client (same values as workloads/shop/identity.py, which seeds them):
+# send ``Cookie: CLIENT_COOKIE`` on every request (harmless where no middleware reads it),
+# and the token in X-CSRFToken on a POST (the orm-crud mix's headers carry it).
+SESSION_KEY = "labsession0000000000000000000001"
+CSRF_TOKEN = "labcsrf0000000000000000000000001"
+CLIENT_COOKIE = f"sessionid={SESSION_KEY}; csrftoken={CSRF_TOKEN}"
 Tier = Literal["handler", "http"]
 TIERS: tuple[Tier, ...] = get_args(Tier)
 
-Endpoint = Literal["cpu", "orm", "template", "external", "billing", "crud"]
+Endpoint = Literal["cpu", "orm", "template", "external", "billing", "crud", "stream", "long-poll"]
 ENDPOINTS: tuple[Endpoint, ...] = get_args(Endpoint)
 # Accepted query parameters per endpoint: (low, high) for integers, a tuple of strings
 # for choices. The workload views enforce the same ranges and answer 400 otherwise.
@@ -68,7 +77,11 @@ ENDPOINT_PARAMS: dict[str, dict[str, tuple[int, int] | tuple[str, ...]]] = {
     },
     "billing": {"account": (1, 200), "latency": (0, 10_000), "client": ("httpx", "aiohttp"), "dist": ("fixed", "exp")},
     "crud": {"quantity": (1, 1_000)},
+    "stream": {"events": (1, 1_000), "interval": (0, 10_000)},
+    "long-poll": {"hold": (0, 60_000)},
 }
+Method = Literal["GET", "POST"]
+METHODS: tuple[Method, ...] = get_args(Method)
 UPSTREAM_ENDPOINTS = frozenset({"external", "billing"})
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -242,6 +255,11 @@ class MixPoint:
     endpoint: Endpoint
     params: tuple[tuple[str, str | int], ...]
     label: str  # "billing" or "io-sweep@latency=20"
+    # What the client sends besides the query (from the mix): the load generator and the
+    # probe send these unchanged, plus ``Cookie: CLIENT_COOKIE``.
+    method: Method = "GET"
+    body: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
 
     @property
     def query(self) -> str:
@@ -253,8 +271,12 @@ class MixPoint:
 
     @property
     def nominal_wait_ms(self) -> int:
-        """Time a request spends waiting upstream by construction (the views' defaults apply)."""
+        """Time a request spends waiting (upstream, or on a timer) by construction (the views' defaults apply)."""
         params = dict(self.params)
+        if self.endpoint == "stream":
+            return int(params.get("events", 5)) * int(params.get("interval", 100))
+        if self.endpoint == "long-poll":
+            return int(params.get("hold", 1_000))
         if self.endpoint == "billing":
             return int(params.get("latency", 20))
         if self.endpoint == "external":
@@ -273,25 +295,33 @@ class Mix:
     params: tuple[tuple[str, str | int], ...] = ()
     sweep_param: str | None = None
     sweep_values: tuple[int, ...] = ()
+    method: Method = "GET"
+    body: str = ""  # sent as is (e.g. a form: "quantity=2"); POST only
+    headers: tuple[tuple[str, str], ...] = ()
 
     def points(self, sweep_values: tuple[int, ...] | None = None) -> list[MixPoint]:
         if self.sweep_param is None:
-            return [MixPoint(mix=self.name, endpoint=self.endpoint, params=self.params, label=self.name)]
+            return [self._point(self.params, self.name)]
         values = sweep_values if sweep_values is not None else self.sweep_values
         return [
-            MixPoint(
-                mix=self.name,
-                endpoint=self.endpoint,
-                params=(*self.params, (self.sweep_param, v)),
-                label=f"{self.name}@{self.sweep_param}={v}",
-            )
-            for v in values
+            self._point((*self.params, (self.sweep_param, v)), f"{self.name}@{self.sweep_param}={v}") for v in values
         ]
+
+    def _point(self, params: tuple[tuple[str, str | int], ...], label: str) -> MixPoint:
+        return MixPoint(
+            mix=self.name,
+            endpoint=self.endpoint,
+            params=params,
+            label=label,
+            method=self.method,
+            body=self.body,
+            headers=self.headers,
+        )
 
     @classmethod
     def from_toml(cls, path: Path) -> Mix:
         table = read_table(path, "mix")
-        allowed = {"name", "description", "endpoint", "params", "sweep"}
+        allowed = {"name", "description", "endpoint", "params", "sweep", "method", "body", "headers"}
         unknown = sorted(set(table) - allowed)
         if unknown:
             raise SpecError(f"{path}: unknown key 'mix.{unknown[0]}'; accepted: {', '.join(sorted(allowed))}")
@@ -317,6 +347,22 @@ class Mix:
             for value in sweep["values"]:
                 check_param(str(path), endpoint, sweep_param, value)
             sweep_values = tuple(sweep["values"])
+        method = table.get("method", "GET")
+        if method not in METHODS:
+            raise SpecError(f"{path}: 'mix.method' is {method!r}; accepted: {', '.join(METHODS)}")
+        body = table.get("body", "")
+        if not isinstance(body, str):
+            raise SpecError(f"{path}: 'mix.body' must be a string")
+        if body and method == "GET":
+            raise SpecError(f"{path}: 'mix.body' needs method = \"POST\"")
+        headers = table.get("headers", {})
+        if not isinstance(headers, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and k and ":" not in k and "\n" not in v
+            for k, v in headers.items()
+        ):
+            raise SpecError(f"{path}: 'mix.headers' must be a table of header names to one-line strings")
+        if any(k.lower() in ("cookie", "content-length", "host") for k in headers):
+            raise SpecError(f"{path}: 'mix.headers' must not set Cookie, Content-Length or Host (the lab sets them)")
         return cls(
             name=table["name"],
             description=table["description"],
@@ -324,6 +370,9 @@ class Mix:
             params=tuple(sorted(params.items())),
             sweep_param=sweep_param,
             sweep_values=sweep_values,
+            method=method,
+            body=body,
+            headers=tuple(headers.items()),
         )
 
 
@@ -358,6 +407,9 @@ class Plan:
     # Per mix, only these variants (mix name -> variants), e.g. sync and async alone along a
     # latency sweep; mixes not named run every plan variant.
     mix_variants: tuple[tuple[str, tuple[Variant, ...]], ...] = ()
+    # Per mix, HTTP connection counts instead of http_concurrency (mix name -> counts), e.g.
+    # hundreds of mostly idle connections for long polling.
+    mix_concurrency: tuple[tuple[str, tuple[int, ...]], ...] = ()
     # Middleware stacks to measure: "default" (async-capable only) and/or "sync-audit".
     middleware: tuple[Middleware, ...] = ("default",)
     # Concurrent callers for the sync<->async crossing microbenchmarks (empty: skip them).
@@ -430,6 +482,10 @@ class Plan:
                 if v not in variants:
                     raise SpecError(f"{path}: 'plan.mix_variants.{mix}' names {v!r}, not a plan variant ({', '.join(variants)})")
             mix_variants.append((mix, chosen))  # type: ignore[arg-type]
+        mix_concurrency = tuple(
+            (mix, _int_tuple(path, f"plan.mix_concurrency.{mix}", counts))
+            for mix, counts in _mix_table(path, "mix_concurrency", table, mixes).items()
+        )
         middleware = _str_tuple(path, "plan.middleware", table.get("middleware", ["default"]))
         for m in middleware:
             if m not in MIDDLEWARES:
@@ -493,6 +549,7 @@ class Plan:
             sweep_values=sweep_values,
             sweep_overrides=sweep_overrides,
             mix_variants=tuple(mix_variants),
+            mix_concurrency=mix_concurrency,
             middleware=middleware,  # type: ignore[arg-type]
             crossing_concurrency=crossing_concurrency,
             servers=servers,

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from typing import Any
 
@@ -21,6 +22,16 @@ from lab.saturation import saturation
 from lab.stats import mean_ci, ratio_ci
 
 ROLES = ("gil", "ft")
+# A swept mix point ("io-sweep@latency=20", maybe followed by " +middleware").
+_SWEPT = re.compile(r"^(?P<mix>[^@]+)@(?P<param>[^=]+)=(?P<value>\d+(?:\.\d+)?)(?P<rest>.*)$")
+
+
+def point_key(point: str) -> tuple[str, str, float, str]:
+    """Sort key for mix points: swept values in numeric order (``latency=100`` after ``latency=20``)."""
+    m = _SWEPT.match(point)
+    if m is None:
+        return (point, "", -math.inf, "")
+    return (m["mix"], m["param"], float(m["value"]), m["rest"])
 
 
 def _valid_http(df: pd.DataFrame) -> pd.DataFrame:

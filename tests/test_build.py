@@ -188,3 +188,76 @@ def test_probe_reports_the_running_interpreter() -> None:
     assert info["version"] == ".".join(map(str, sys.version_info[:3]))
     assert isinstance(info["py_gil_disabled"], bool)
     assert os.path.samefile(info["executable"], sys.executable)
+
+
+# --- extraction on Pythons without tarfile's data filter (Debian 12's 3.11.2) ---------
+
+
+def tar_with(path: Path, *members: tarfile.TarInfo) -> Path:
+    with tarfile.open(path, "w") as archive:
+        for info in members:
+            data = b"x" * info.size if info.isfile() else None
+            archive.addfile(info, io.BytesIO(data) if data is not None else None)
+    return path
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "", mode: int = 0o644) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode = kind, linkname, mode
+    info.size = 3 if kind == tarfile.REGTYPE else 0
+    return info
+
+
+@pytest.fixture
+def no_data_filter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pretend to be a Python before 3.11.4."""
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+
+
+def test_fallback_extracts_a_clean_archive_with_safe_modes(tmp_path: Path, no_data_filter: None) -> None:
+    tarball = tar_with(
+        tmp_path / "ok.tar",
+        member("Python-x", tarfile.DIRTYPE, mode=0o755),
+        member("Python-x/configure", mode=0o4777),
+        member("Python-x/link", tarfile.SYMTYPE, linkname="configure"),
+        member("Python-x/hard", tarfile.LNKTYPE, linkname="Python-x/configure", mode=0o4777),
+    )
+    dest = tmp_path / "out"
+    with tarfile.open(tarball) as archive:
+        build.extract_safely(archive, dest)
+    configure = dest / "Python-x" / "configure"
+    assert configure.read_bytes() == b"xxx"
+    assert configure.stat().st_mode & 0o7777 == 0o755, "setuid and group/other write dropped"
+    assert (dest / "Python-x" / "link").resolve() == configure.resolve()
+    assert (dest / "Python-x" / "hard").read_bytes() == b"xxx"
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        (member("/tmp/evil"), "has an absolute path"),
+        (member("Python-x/../../evil"), "contains '..'"),
+        (member("Python-x/up", tarfile.SYMTYPE, linkname="../../etc"), "symlink leaving the target directory"),
+        (member("Python-x/abs", tarfile.SYMTYPE, linkname="/etc/passwd"), "symlink leaving the target directory"),
+        (member("Python-x/h", tarfile.LNKTYPE, linkname="/etc/passwd"), "hard link leaving the target directory"),
+        (member("Python-x/tty", tarfile.CHRTYPE), "is a device file or FIFO"),
+        (member("Python-x/fifo", tarfile.FIFOTYPE), "is a device file or FIFO"),
+    ],
+)
+def test_fallback_refuses_members_that_escape_or_are_devices(
+    tmp_path: Path, no_data_filter: None, bad: tarfile.TarInfo, why: str
+) -> None:
+    tarball = tar_with(tmp_path / "bad.tar", member("Python-x/configure"), bad)
+    dest = tmp_path / "out"
+    with tarfile.open(tarball) as archive, pytest.raises(SourceError, match=f"member '{bad.name}' .*{why}"):
+        build.extract_safely(archive, dest)
+    assert not dest.exists(), "nothing is extracted before every member is checked"
+    assert not (tmp_path / "evil").exists()
+
+
+def test_extraction_uses_the_data_filter_where_python_has_it(tmp_path: Path) -> None:
+    if not hasattr(tarfile, "data_filter"):
+        pytest.skip("this Python has no tarfile data filter (before 3.11.4)")
+    tarball = tar_with(tmp_path / "bad.tar", member("Python-x/abs", tarfile.SYMTYPE, linkname="/etc/passwd"))
+    with tarfile.open(tarball) as archive, pytest.raises(tarfile.AbsoluteLinkError):
+        build.extract_safely(archive, tmp_path / "out")

@@ -39,3 +39,12 @@ def test_plan_cells_and_estimate() -> None:
     assert len(cells) == 1 * 3 * 1 + 2 * 3 * 1  # handler: 1 mix; http: 2 mixes; 3 variants each
     assert [c.point.mix for c in cells_of(plan, ("billing",))] == ["billing"] * 3
     assert estimate_seconds(plan, cells, 2) > estimate_seconds(plan, cells, 2, with_crossings=False) > 0
+
+
+def test_helpers_get_their_own_cpus_only_on_a_machine_with_four_or_more() -> None:
+    from lab.cells import default_core_budgets
+
+    assert default_core_budgets(2) == (0,)
+    assert default_core_budgets(3) == (0,)
+    assert default_core_budgets(4) == (2,)
+    assert default_core_budgets(16) == (14,)

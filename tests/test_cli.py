@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import argparse
+import os
+import signal
 import socket
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from lab import cli
 from lab.cli import main
 
 
@@ -124,3 +130,184 @@ def test_bad_server_options_are_one_line_errors(
 def test_report_of_something_that_is_not_a_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-q", "report", str(tmp_path)]) == 2
     assert one_line_error(capsys) == f"error: '{tmp_path}' is not a lab run directory (no cells.json)"
+
+
+# --- global options after the command, --dry-run, plan overrides, exit codes ----------
+
+
+def test_quiet_and_version_are_accepted_after_the_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from lab.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["compare", "-q"]).quiet is True
+    assert parser.parse_args(["-q", "compare"]).quiet is True
+    assert parser.parse_args(["compare"]).quiet is False
+    assert parser.parse_args(["report", "run", "--quiet"]).quiet is True
+    assert main(["compare", "-q", "--plan", "nope"]) == 2
+    assert one_line_error(capsys).startswith("error: plan 'nope' not found")
+    with pytest.raises(SystemExit) as info:
+        main(["compare", "--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == "lab 0.1.0"
+
+
+def test_help_lists_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--help"], ["compare", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr().out
+        assert "exit codes:" in out
+        for code in ("  2  bad command line", "  6  the run finished", "129  SIGHUP", "130  SIGINT", "143  SIGTERM"):
+            assert code in out, (argv, code)
+
+
+def test_dry_run_lists_cells_and_estimate_and_builds_nothing(
+    tmp_path: Path, empty_cache: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results"
+    argv = ["compare", "--plan", "smoke", "--dry-run", "--results-dir", str(results), "--run-id", "dry"]
+    assert main([*argv, "--repeats", "2", "--duration", "1.5", "--connections", "8,16"]) == 0
+    out = capsys.readouterr().out
+    assert "plan smoke: 15 cells × 2 interpreters" in out
+    rows = [line for line in out.splitlines() if "│ http" in line]
+    assert len(rows) == 2 and all("8, 16" in r and "2 × 1.5 s" in r for r in rows), rows
+    assert any("billing" in r and "gunicorn-gthread:1x4, uvicorn:1" in r for r in rows)
+    assert "│ handler   │ template-page" in out
+    assert "estimated" in out and "min of measuring" in out
+    assert "build cpython-3.13 and cpython-3.13t from source" in out, "nothing is cached in an empty cache"
+    assert f"report: {results / 'dry'}/report.md" in out
+    assert not results.exists(), "a dry run writes no results"
+    assert not empty_cache.exists(), "a dry run builds nothing"
+
+
+def test_overrides_reach_the_plan() -> None:
+    from lab.cli import _plan_from_args, build_parser
+
+    args = build_parser().parse_args(
+        ["compare", "--plan", "quick", "--repeats", "5", "--duration", "3", "--connections", "4,64,4"]
+    )
+    plan = _plan_from_args(args)
+    assert (plan.repeats, plan.http_duration, plan.http_concurrency) == (5, 3.0, (4, 64))
+    assert plan.http_max_duration >= 3.0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--repeats", "0"], "error: --repeats 0 is out of range; accepted: 1..100"),
+        (["--repeats", "101"], "error: --repeats 101 is out of range; accepted: 1..100"),
+        (["--duration", "0"], "error: --duration 0 is out of range; accepted: 0.1..600 seconds"),
+        (["--duration", "601"], "error: --duration 601 is out of range; accepted: 0.1..600 seconds"),
+        (["--duration", "inf"], "error: --duration inf is out of range; accepted: 0.1..600 seconds"),
+        (
+            ["--connections", "0"],
+            "error: --connections '0' must be connection counts like 8 or 8,32; accepted: 1..4096 each",
+        ),
+        (["--connections", "8,5000"], "error: --connections '8,5000' must be connection counts"),
+        (["--connections", "8,x"], "error: --connections '8,x' must be connection counts"),
+    ],
+)
+def test_bad_overrides_are_one_line_errors(
+    args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["compare", "-q", "--plan", "smoke", "--dry-run", "--results-dir", str(tmp_path), *args]) == 2
+    assert one_line_error(capsys).startswith(message)
+
+
+# --- signals: SIGINT (even inherited as ignored), SIGTERM and SIGHUP stop like Ctrl-C ----
+
+
+@pytest.fixture
+def signals_restored() -> Iterator[None]:
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)
+
+
+def interrupted_by(sig: int, cleaned: list[str]) -> Callable[[argparse.Namespace], int]:
+    """A command that receives ``sig`` mid-run; records whether its clean-up ran."""
+
+    def command(_args: argparse.Namespace) -> int:
+        try:
+            os.kill(os.getpid(), sig)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+            return 0
+        except KeyboardInterrupt:
+            os.kill(os.getpid(), signal.SIGTERM)  # a second signal must not cut the clean-up short
+            time.sleep(0.05)
+            cleaned.append("children stopped")
+            raise
+
+    return command
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "line"),
+    [
+        (signal.SIGINT, 130, "error: interrupted"),
+        (signal.SIGTERM, 143, "error: interrupted by SIGTERM"),
+        (signal.SIGHUP, 129, "error: interrupted by SIGHUP"),
+    ],
+)
+def test_stop_signals_run_the_clean_up_and_exit_with_their_code(
+    sig: int,
+    code: int,
+    line: str,
+    signals_restored: None,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # As a background job of a script starts the lab: SIGINT ignored. SIGHUP at its default.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    before = signal.getsignal(signal.SIGTERM)
+    cleaned: list[str] = []
+    monkeypatch.setattr(cli, "cmd_report", interrupted_by(sig, cleaned))
+    assert main(["-q", "report", "run"]) == code
+    assert cleaned == ["children stopped"]
+    err = capfd.readouterr().err.strip().splitlines()
+    assert err == ["lab: SIGTERM ignored while stopping", line]
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN, "handlers are restored on the way out"
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_sighup_ignored_by_nohup_stays_ignored(signals_restored: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    def command(_args: argparse.Namespace) -> int:
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(0.05)
+        return 0
+
+    monkeypatch.setattr(cli, "cmd_report", command)
+    assert main(["-q", "report", "run"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("posargs", "expected"),
+    [
+        ([], []),
+        (["--plan", "smoke", "--database", "sqlite", "--cache", "locmem"], []),
+        (["--database", "postgres-local"], ["--services", "postgres"]),
+        (["--database=postgres://lab@127.0.0.1:5432/db", "--cache", "redis-local"], ["--services", "libpq,redis"]),
+        (["--cache=redis-local", "--database", "postgres-local"], ["--services", "postgres,redis"]),
+    ],
+)
+def test_compare_installs_server_packages_only_when_asked(posargs: list[str], expected: list[str]) -> None:
+    pytest.importorskip("nox")
+    import noxfile
+
+    assert noxfile.services_for(posargs) == expected
+
+
+def test_readme_lists_every_exit_code() -> None:
+    from lab.errors import EXIT_CODES
+    from tests.conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## Exit codes") :]
+    listed = {int(line.split("|")[1]) for line in section.splitlines() if line.startswith("| ") and line[2].isdigit()}
+    assert listed == set(EXIT_CODES)

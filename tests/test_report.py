@@ -106,8 +106,8 @@ def test_table_has_throughput_ci_and_ratio(tmp_path: Path) -> None:
     assert row["ft_over_gil"] == pytest.approx(2.0)
     assert row["gil_server"] == "gunicorn gthread 1x8"
     assert (
-        "| http | orm-reads | sync | gunicorn gthread 1x8 | — | closed | 8 | 0 | 110 ± 25 | — / 10.0 / — | — · — | "
-        "220 ± 50 | — / 10.0 / — | — · — | 2.00 [" in text
+        "| orm-reads | sync | gunicorn gthread 1x8 | — | closed | 8 | 0 | 110 ± 25 | — / 10.0 / — | — | — | "
+        "220 ± 50 | — / 10.0 / — | — | — | 2.00 [" in text
     )
     assert (run / "report.md").read_text() == text
     assert (

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import sys
 from pathlib import Path
 
 import pytest
 
 from lab.errors import SpecError
-from lab.serve import check_port_free, free_port
+from lab.proc import child_env, managed
+from lab.serve import check_port_free, free_port, group_members, stop_server
 from lab.servers import ServerConfig, command, parse_server
 
 
@@ -82,3 +86,43 @@ def test_bad_server_is_a_one_line_error(text: str, message: str) -> None:
     with pytest.raises(SpecError, match=message) as info:
         parse_server(text)
     assert "\n" not in str(info.value)
+
+
+def test_group_members_lists_this_process_and_nothing_for_an_unused_group() -> None:
+    assert os.getpid() in group_members(os.getpgrp())
+    assert group_members(2**22 + 12345) == []  # above any pid_max default: never a group
+
+
+# A stand-in for uvicorn's supervisor and multiprocessing's resource tracker: the parent
+# stops on SIGINT; the helper ignores it and ends on its own once its parent is gone.
+HELPER = """
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+parent = os.getppid()
+while os.getppid() == parent:
+    time.sleep(0.05)
+time.sleep(0.3)
+open(sys.argv[1], "w").write("ended on its own")
+"""
+PARENT = """
+import subprocess, sys, time
+helper = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]])
+print("ready", flush=True)
+try:
+    time.sleep(60)
+except KeyboardInterrupt:
+    sys.exit(0)
+"""
+
+
+@pytest.mark.functional
+def test_stop_server_lets_the_group_end_on_its_own_before_killing_it(tmp_path: Path) -> None:
+    marker = tmp_path / "helper-ended"
+    log = tmp_path / "log"
+    cmd = [sys.executable, "-c", PARENT, HELPER, str(marker)]
+    with managed(cmd, name="stand-in", log_path=log, env=child_env(), stop_signal=signal.SIGINT) as server:
+        server.wait_ready(lambda: "ready" in log.read_text(), timeout=30)
+        code = stop_server(server)
+    assert code == 0
+    assert marker.read_text() == "ended on its own"
+    assert group_members(server.pid) == []

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyperf
 import pytest
@@ -20,7 +21,7 @@ from lab.envs import WORKLOADS_DIR, WorkloadEnv
 from lab.measure import SAME_STACK_ENV
 from lab.proc import child_env
 from lab.serve import free_port
-from lab.spec import ENDPOINTS
+from lab.spec import CSRF_TOKEN, ENDPOINTS
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.functional, pytest.mark.smoke]
@@ -33,12 +34,24 @@ PROBE_QUERIES = {
     "external": "k=3&latency=1&mode=fanout",
     "billing": "latency=1",
     "crud": "quantity=3",
+    "stream": "events=3&interval=1",
+    "long-poll": "hold=1",
 }
+ASGI_VARIANTS = ("async", "bridged", "sync-on-asgi")
 
 
 def probe(
-    env: WorkloadEnv, data_dir: Path, upstream_url: str, endpoint: str, middleware: str = "default"
-) -> dict[str, dict[str, object]]:
+    env: WorkloadEnv,
+    data_dir: Path,
+    upstream_url: str,
+    endpoint: str,
+    middleware: str = "default",
+    *,
+    variants: tuple[str, ...] = (),
+    request: tuple[str, ...] = (),
+    extra_env: dict[str, str] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """``labsite.inprocess`` for one endpoint; ``request`` adds its options (--method, --header, ...)."""
     vars_ = child_env(
         {
             "PYTHONPATH": str(WORKLOADS_DIR),
@@ -48,14 +61,26 @@ def probe(
             "LAB_GIL_REPORT_DIR": str(data_dir),
             "LAB_MIDDLEWARE": middleware,
             **SAME_STACK_ENV,
+            **(extra_env or {}),
         }
     )
-    if not (data_dir / "lab.sqlite3").exists():
+    if not (data_dir / "seeded").exists():
         subprocess.run([str(env.python), "-m", "shop.seed"], cwd=WORKLOADS_DIR, env=vars_, check=True)
-    cmd = [str(env.python), "-m", "labsite.inprocess", "--endpoint", endpoint, "--query", PROBE_QUERIES[endpoint]]
+        (data_dir / "seeded").touch()
+    query = "" if "--method" in request else PROBE_QUERIES[endpoint]
+    cmd = [str(env.python), "-m", "labsite.inprocess", "--endpoint", endpoint, "--query", query, *request]
+    if variants:
+        cmd += ["--variants", ",".join(variants)]
     out = subprocess.run(cmd, cwd=WORKLOADS_DIR, env=vars_, check=True, capture_output=True, text=True)
-    result: dict[str, dict[str, object]] = json.loads(out.stdout)
+    result: dict[str, dict[str, Any]] = json.loads(out.stdout)
     return result
+
+
+# orm-crud as the lab sends it (workloads/mixes/orm-crud.toml): a form POST with the CSRF header.
+CRUD_POST = (
+    "--method", "POST", "--body", "quantity=3",
+    "--header", "Content-Type: application/x-www-form-urlencoded", "--header", f"X-CSRFToken: {CSRF_TOKEN}",
+)  # fmt: skip
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
@@ -67,9 +92,17 @@ def test_every_variant_returns_the_same_body_on_both_interpreters(
         data = tmp_path_factory.getbasetemp() / f"data-{env.interpreter.spec_name}"
         data.mkdir(exist_ok=True)
         responses = probe(env, data, upstream_url, endpoint)
-        assert set(responses) == {"sync", "async", "bridged", "sync-on-asgi"}
+        assert set(responses) == {"sync", *ASGI_VARIANTS}
         assert {r["status"] for r in responses.values()} == {200}, responses
         digests[env.interpreter.spec_name] = {r["sha256"] for r in responses.values()}
+        # Same work, checked: every variant makes the same queries and upstream calls.
+        for key in ("sql_statements", "upstream_calls"):
+            assert len({r[key] for r in responses.values()}) == 1, (key, responses)
+        if endpoint == "crud":
+            posted = probe(env, data, upstream_url, endpoint, request=CRUD_POST)
+            assert {r["status"] for r in posted.values()} == {200}, posted
+            assert {r["sha256"] for r in posted.values()} == digests[env.interpreter.spec_name]
+            assert all(r["write_lock_wait_us"] >= 0 for r in posted.values()), "SQLite reports its lock wait"
         if env.interpreter.role == "ft":
             reports = [json.loads(p.read_text()) for p in data.glob("*.json")]
             assert reports and not any(r["gil_enabled_at_end"] for r in reports), "GIL came back on"
@@ -77,22 +110,69 @@ def test_every_variant_returns_the_same_body_on_both_interpreters(
     assert digests["cpython-3.13"] == digests["cpython-3.13t"]
 
 
-def crossings(responses: dict[str, dict[str, object]], variant: str, kind: str = "sync_to_async") -> int:
-    header = str(responses[variant]["crossings"])
-    return int(dict(part.split("=") for part in header.split(";"))[kind])
+def crossings(
+    responses: dict[str, dict[str, Any]], variant: str, kind: str = "sync_to_async", key: str = "crossings"
+) -> int:
+    text = str(responses[variant][key])
+    return int(dict(part.split("=") for part in text.split(";"))[kind])
 
 
 s2a = crossings
 
 
 def test_crossings_are_counted(envs: list[WorkloadEnv], upstream_url: str, tmp_path: Path) -> None:
+    """Billing's steady-state counts, by hand (workloads/shop/endpoints/billing.py explains them)."""
     billing = probe(envs[0], tmp_path, upstream_url, "billing")
+    # The other order: each variant's counts must not depend on what ran before it.
+    reordered = probe(envs[0], tmp_path, upstream_url, "billing", variants=tuple(reversed(ASGI_VARIANTS)))
 
     assert s2a(billing, "sync") == 0, "sync views under WSGI never cross"
-    # Bridged wraps three sync helpers; async uses aget + cache.aget_or_set (two crossings
-    # inside Django); both pay Django's own ASGI handler crossings on top.
-    assert s2a(billing, "bridged") == s2a(billing, "async") + 1
-    assert s2a(billing, "sync-on-asgi") < s2a(billing, "async")
+    assert {v: s2a(billing, v) for v in ASGI_VARIANTS} == {"async": 8, "bridged": 9, "sync-on-asgi": 7}
+    assert {v: crossings(billing, v, "async_to_sync") for v in billing} == dict.fromkeys(billing, 0)
+    for variant in ASGI_VARIANTS:
+        for key in ("crossings", "crossings_cold", "sql_statements", "db_connections_opened"):
+            assert reordered[variant][key] == billing[variant][key], (variant, key)
+    # Cold, cache.aget_or_set misses: aget, aadd, aget (3 crossings instead of 1).
+    assert s2a(billing, "async", key="crossings_cold") == 10
+    assert s2a(billing, "bridged", key="crossings_cold") == 9, "the bridged helper's cold miss stays in its thread"
+    assert all(r["sql_statements"] == 1 and r["upstream_calls"] == 1 for r in billing.values())
+    # Persistent connections hold under WSGI only: each ASGI request's sync code runs in a
+    # fresh thread (its own ThreadSensitiveContext) and opens a connection every time.
+    assert (billing["sync"]["db_connections_opened_cold"], billing["sync"]["db_connections_opened"]) == (1, 0)
+    assert {billing[v]["db_connections_opened"] for v in ASGI_VARIANTS} == {1}
+    assert {r["db_pool_checkouts"] for r in billing.values()} == {0}
+
+
+def test_fanout_calls_are_counted_in_the_pool_threads(
+    envs: list[WorkloadEnv], upstream_url: str, tmp_path: Path
+) -> None:
+    fanout = probe(envs[1], tmp_path, upstream_url, "external")  # k=3, fan-out
+    assert {v: r["upstream_calls"] for v, r in fanout.items()} == dict.fromkeys(fanout, 3)
+    assert {r["sql_statements"] for r in fanout.values()} == {0}
+
+
+def test_django_default_stack_serves_a_logged_in_client(
+    envs: list[WorkloadEnv], upstream_url: str, tmp_path: Path
+) -> None:
+    plain = probe(envs[0], tmp_path, upstream_url, "billing")
+    full = probe(envs[0], tmp_path, upstream_url, "billing", "django-default")
+    assert {r["status"] for r in full.values()} == {200}, full
+    assert {r["sha256"] for r in full.values()} == {r["sha256"] for r in plain.values()}
+    # The session row and the user, read on every request.
+    assert all(full[v]["sql_statements"] == plain[v]["sql_statements"] + 2 for v in full)
+    # startproject's MiddlewareMixin hooks run through sync_to_async in async mode: 13
+    # crossings (two each for Security, Session, Common, Messages; Csrf's process_request,
+    # process_view, process_response; Authentication's and XFrameOptions' one each) where
+    # the default stack has 4. async: auser() reads session and user with two aget calls;
+    # bridged: one bridged check does both in its thread.
+    assert {v: s2a(full, v) for v in ASGI_VARIANTS} == {"async": 19, "bridged": 19, "sync-on-asgi": 16}
+    assert s2a(full, "sync") == 0
+    anonymous = probe(envs[0], tmp_path, upstream_url, "billing", "django-default", request=("--anonymous",))
+    assert {r["status"] for r in anonymous.values()} == {403}, "no session cookie, no page"
+    posted = probe(envs[0], tmp_path, upstream_url, "crud", "django-default", request=CRUD_POST)
+    assert {r["status"] for r in posted.values()} == {200}, posted
+    no_token = probe(envs[0], tmp_path, upstream_url, "crud", "django-default", request=CRUD_POST[:-2])
+    assert {r["status"] for r in no_token.values()} == {403}, "CSRF rejects a POST without the header"
 
 
 def test_sync_only_middleware_adds_crossings_to_async_views(
@@ -259,6 +339,24 @@ def test_async_db_returns_the_same_body_on_postgres(
     assert len(set(digests.values())) == 1, digests
     reports = [json.loads(p.read_text()) for p in data.glob("*.json")]
     assert reports and not any(r["gil_enabled_at_end"] for r in reports), "GIL came back on with psycopg"
+
+
+def test_db_pool_turns_per_request_connects_into_checkouts(
+    envs: list[WorkloadEnv], upstream_url: str, pg_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    data = tmp_path_factory.getbasetemp() / "pg-data"
+    data.mkdir(exist_ok=True)
+    pg = {"LAB_DATABASE_URL": pg_url, "PSYCOPG_IMPL": "python"}
+    plain = probe(envs[1], data, upstream_url, "billing", extra_env=pg)
+    pooled = probe(envs[1], data, upstream_url, "billing", extra_env={**pg, "LAB_DB_POOL": "1"})
+    assert {r["status"] for r in (*plain.values(), *pooled.values())} == {200}
+    assert {r["sha256"] for r in pooled.values()} == {r["sha256"] for r in plain.values()}
+    # Unpooled: gunicorn-style threads keep their connection, each ASGI request opens one.
+    assert {v: r["db_connections_opened"] for v, r in plain.items()} == {"sync": 0, **dict.fromkeys(ASGI_VARIANTS, 1)}
+    # Pooled: every request checks a connection out and opens none once the pool is warm.
+    assert {r["db_connections_opened"] for r in pooled.values()} == {0}
+    assert {r["db_pool_checkouts"] for r in pooled.values()} == {1}
+    assert all(pooled[v]["sql_statements"] == plain[v]["sql_statements"] for v in plain)
 
 
 def test_postgres_cell_with_async_db(envs: list[WorkloadEnv], tmp_path: Path) -> None:

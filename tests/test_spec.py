@@ -103,7 +103,7 @@ def test_shipped_mixes_load_and_sweep() -> None:
     sweep = load_mix("io-sweep")
     points = sweep.points()
     assert [p.label for p in points][:3] == ["io-sweep@latency=0", "io-sweep@latency=2", "io-sweep@latency=5"]
-    assert points[-1].query == "latency=100" and points[-1].needs_upstream
+    assert points[-1].query == "latency=500" and points[-1].needs_upstream
     assert [p.label for p in sweep.points((5,))] == ["io-sweep@latency=5"]
     assert load_mix("orm-n-plus-1").points()[0].query == "mode=lazy&n=20"
 

@@ -4,6 +4,8 @@ Run by the lab inside each interpreter's environment. ``sync`` (WSGI) is driven 
 T threads, the ASGI variants from C concurrent tasks on one event loop: what a
 threaded server and an async server each do with concurrency C, minus the sockets.
 pyperf's value is wall time per request at that concurrency (1 / throughput).
+Requests carry the lab client's cookie, and the mix's method, body and headers
+(``--method``, ``--body``, ``--header``) when it has them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ def add_cmdline_args(cmd: list[str], args: object) -> None:
     cmd.extend(["--variant", args.variant, "--concurrency", str(args.concurrency)])  # type: ignore[attr-defined]
     cmd.extend(["--endpoint", args.endpoint, "--query", args.query])  # type: ignore[attr-defined]
     cmd.extend(["--bench-name", args.bench_name])  # type: ignore[attr-defined]
+    cmd.extend(["--method", args.method, "--body", args.body])  # type: ignore[attr-defined]
+    for header in args.header:  # type: ignore[attr-defined]
+        cmd.extend(["--header", header])
 
 
 def main() -> None:
@@ -33,6 +38,9 @@ def main() -> None:
     runner.argparser.add_argument("--endpoint", required=True)
     runner.argparser.add_argument("--query", default="")
     runner.argparser.add_argument("--bench-name", required=True)
+    runner.argparser.add_argument("--method", default="GET")
+    runner.argparser.add_argument("--body", default="")
+    runner.argparser.add_argument("--header", action="append", default=[], help="'Name: value', repeatable")
     args = runner.parse_args()
     django.setup()
     interface, path, query = inprocess.target(args.endpoint, args.variant, args.query)
@@ -41,6 +49,13 @@ def main() -> None:
     runner.metadata["lab_interface"] = interface
     runner.metadata["lab_endpoint"] = args.endpoint
     runner.metadata["lab_query"] = args.query or "-"
+    runner.metadata["lab_method"] = args.method.upper()
+
+    request = {
+        "method": args.method.upper(),
+        "body": args.body.encode(),
+        "headers": (*inprocess.CLIENT_HEADERS, *(inprocess.parse_header(h) for h in args.header)),
+    }
 
     def checked(status: int) -> None:
         if status != 200:
@@ -48,12 +63,14 @@ def main() -> None:
 
     if interface == "wsgi":
         wsgi = inprocess.wsgi_app()
-        time_func = benchkit.threaded(args.concurrency, lambda: checked(inprocess.call_wsgi(wsgi, path, query)[0]))
+        time_func = benchkit.threaded(
+            args.concurrency, lambda: checked(inprocess.call_wsgi(wsgi, path, query, **request)[0])
+        )
     else:
         asgi = inprocess.asgi_app()
 
         async def one() -> None:
-            checked((await inprocess.call_asgi(asgi, path, query))[0])
+            checked((await inprocess.call_asgi(asgi, path, query, **request))[0])
 
         time_func = benchkit.tasks(args.concurrency, one)
     runner.bench_time_func(args.bench_name, time_func)

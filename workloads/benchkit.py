@@ -8,6 +8,7 @@ Threads and the event loop are created and warmed up before timing starts.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -74,6 +75,83 @@ def tasks(concurrency: int, call: Callable[[], Awaitable[Any]]) -> Callable[[int
     def time_func(loops: int) -> float:
         t0 = time.perf_counter()
         loop.run_until_complete(batch(loops))
+        return time.perf_counter() - t0
+
+    return time_func
+
+
+def tasks_in_contexts(concurrency: int, call: Callable[[], Awaitable[Any]]) -> Callable[[int], float]:
+    """C long-lived tasks on one event loop, each inside its own asgiref ``ThreadSensitiveContext``,
+    each awaiting ``call()`` their share of times.
+
+    Each task stands for one ASGI request in Django's handler (which enters a fresh context
+    per request): the context's single worker thread is created by the warm-up call and
+    then reused, so the timed calls measure the warm in-request hop, not the thread start.
+    The tasks outlive each ``time_func`` call (they wait on a queue for their next share),
+    so their contexts, and threads, are never rebuilt while timing.
+    """
+    from asgiref.sync import ThreadSensitiveContext
+
+    loop = asyncio.new_event_loop()
+    inboxes: list[asyncio.Queue[int]] = []
+    done: asyncio.Queue[None] = asyncio.Queue()
+
+    async def worker(inbox: asyncio.Queue[int]) -> None:
+        async with ThreadSensitiveContext():
+            while (n := await inbox.get()) >= 0:
+                for _ in range(n):
+                    await call()
+                done.put_nowait(None)
+
+    async def start() -> None:
+        for _ in range(concurrency):
+            inbox: asyncio.Queue[int] = asyncio.Queue()
+            inboxes.append(inbox)
+            # The loop keeps a strong reference to its pending tasks; keep one too.
+            workers.append(loop.create_task(worker(inbox)))
+
+    async def batch(loops: int) -> None:
+        split = shares(loops, concurrency)
+        for inbox, n in zip(inboxes, split, strict=False):
+            inbox.put_nowait(n)
+        for _ in split:
+            await done.get()
+
+    def stop() -> None:
+        # Leave each context inside its own task (asgiref resets a context variable on exit,
+        # which fails from any other context) and join its thread before the process ends.
+        for inbox in inboxes:
+            inbox.put_nowait(-1)
+        loop.run_until_complete(asyncio.gather(*workers))
+        loop.close()
+
+    workers: list[asyncio.Task[None]] = []
+    loop.run_until_complete(start())
+    loop.run_until_complete(batch(concurrency))  # every context's thread exists before timing
+    atexit.register(stop)
+
+    def time_func(loops: int) -> float:
+        t0 = time.perf_counter()
+        loop.run_until_complete(batch(loops))
+        return time.perf_counter() - t0
+
+    return time_func
+
+
+def sequential(call: Callable[[], Awaitable[Any]]) -> Callable[[int], float]:
+    """One caller on one event loop awaiting ``call()`` ``loops`` times in a row: the value is
+    wall time per call, for a ``call`` that is a whole request with its own internal concurrency."""
+    loop = asyncio.new_event_loop()
+
+    async def run(loops: int) -> None:
+        for _ in range(loops):
+            await call()
+
+    loop.run_until_complete(run(2))  # warm the loop and the default executor's threads
+
+    def time_func(loops: int) -> float:
+        t0 = time.perf_counter()
+        loop.run_until_complete(run(loops))
         return time.perf_counter() - t0
 
     return time_func

@@ -28,7 +28,7 @@ from lab.proc import ManagedProcess, child_env, managed, run_logged, tail
 from lab.provenance import interpreter_metadata, machine_metadata
 from lab.serve import free_port, responds_tcp
 from lab.servers import HOST
-from lab.spec import Plan
+from lab.spec import MixPoint, Plan
 
 LAB_ROOT = Path(__file__).resolve().parent.parent.parent
 # aiohttp and its helpers ship C speedups for 3.13 but run pure Python on 3.13t; turning
@@ -107,6 +107,18 @@ class RunContext:
         return verdict(read_reports(gil_dir), free_threaded=env.interpreter.role == "ft", expected=expected)
 
     @staticmethod
+    def request_args(point: MixPoint) -> list[str]:
+        """The mix's request as the probe, handler and load generator take it: method, body,
+        headers (the lab client's session and CSRF cookie are sent on every request; stacks
+        without sessions ignore it)."""
+        args = ["--method", point.method]
+        if point.body:
+            args += ["--body", point.body]
+        for name, value in point.headers:
+            args += ["--header", f"{name}: {value}"]
+        return args
+
+    @staticmethod
     def probe_key(env: WorkloadEnv, cell: Cell) -> tuple[str, str, str]:
         return env.interpreter.spec_name, cell.point.label, cell.middleware
 
@@ -125,6 +137,7 @@ class RunContext:
             "lab_point": cell.point.label,
             "lab_endpoint": cell.point.endpoint,
             "lab_query": cell.point.query or "-",
+            "lab_method": cell.point.method,
             "lab_nominal_wait_ms": cell.point.nominal_wait_ms,
             "lab_variant": cell.variant,
             "lab_middleware": cell.middleware,

@@ -75,6 +75,7 @@ def run_handler(
         cell.point.endpoint,
         "--query",
         cell.point.query,
+        *ctx.request_args(cell.point),
         "--concurrency",
         str(cell.concurrency),
         "--bench-name",

@@ -45,6 +45,7 @@ from lab.proc import ManagedProcess, child_env, pinned_to, repin
 from lab.resources import ResourceUsage, TreeSampler
 from lab.serve import running_server
 from lab.servers import HOST, ServerConfig
+from lab.spec import CLIENT_COOKIE
 
 # A cell whose error rate exceeds this is failed, not merely slow.
 MAX_ERROR_RATE = 0.01
@@ -319,6 +320,9 @@ class PointRun:
             f"{warmup:.3f}",
             "--max-requests",
             str(ctx.plan.http_max_requests),
+            *ctx.request_args(cell.point),
+            "--header",
+            f"Cookie: {CLIENT_COOKIE}",
         ]
         if cell.open_loop:
             load_cmd += ["--rate", f"{self.open_rates[cell][0]:.3f}"]

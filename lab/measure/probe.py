@@ -45,6 +45,7 @@ def probe(
             point.endpoint,
             "--query",
             point.query,
+            *ctx.request_args(point),
             "--variants",
             ",".join(chosen),
         ]

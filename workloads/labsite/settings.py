@@ -20,20 +20,50 @@ WSGI_APPLICATION = "labsite.wsgi.application"
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-INSTALLED_APPS = ["shop"]
-
-# By default only middleware that supports both sync and async modes, so the async
-# variants are not adapted by the stack itself.
-MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "django.middleware.common.CommonMiddleware",
+# The contrib apps are installed whatever the middleware stack, so one seeded database
+# (with the lab's user and session, see shop.seed) serves every stack; without their
+# middleware nothing in them runs during a request.
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "shop",
 ]
-# The toggle the lab sets per cell: add one sync-only middleware that touches the database.
+
+# The stack the lab sets per cell (LAB_MIDDLEWARE):
+# - default: only Security and Common, which support both sync and async modes, so the
+#   async variants are not adapted by the stack itself (both are MiddlewareMixin, whose
+#   hooks still run through sync_to_async in async mode);
+# - sync-audit: default plus one sync-only middleware that touches the database;
+# - django-default: what `django-admin startproject` generates (sessions, CSRF, auth,
+#   messages, clickjacking) with a logged-in user: the session cookie the lab sends
+#   (shop.identity) is loaded and its user read on every request, which is where a real
+#   project's requests cross and query.
+MIDDLEWARE_STACKS = {
+    "default": [
+        "django.middleware.security.SecurityMiddleware",
+        "django.middleware.common.CommonMiddleware",
+    ],
+    "sync-audit": [
+        "django.middleware.security.SecurityMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "shop.middleware.SyncAuditMiddleware",
+    ],
+    "django-default": [
+        "django.middleware.security.SecurityMiddleware",
+        "django.contrib.sessions.middleware.SessionMiddleware",
+        "django.middleware.common.CommonMiddleware",
+        "django.middleware.csrf.CsrfViewMiddleware",
+        "django.contrib.auth.middleware.AuthenticationMiddleware",
+        "django.contrib.messages.middleware.MessageMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    ],
+}
 MIDDLEWARE_STACK = os.environ.get("LAB_MIDDLEWARE", "default")
-if MIDDLEWARE_STACK == "sync-audit":
-    MIDDLEWARE.append("shop.middleware.SyncAuditMiddleware")
-elif MIDDLEWARE_STACK != "default":
-    raise RuntimeError(f"LAB_MIDDLEWARE={MIDDLEWARE_STACK!r}; accepted: default, sync-audit")
+if MIDDLEWARE_STACK not in MIDDLEWARE_STACKS:
+    raise RuntimeError(f"LAB_MIDDLEWARE={MIDDLEWARE_STACK!r}; accepted: {', '.join(MIDDLEWARE_STACKS)}")
+MIDDLEWARE = list(MIDDLEWARE_STACKS[MIDDLEWARE_STACK])
 
 TEMPLATES = [
     {
@@ -48,9 +78,15 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": DATA_DIR / "lab.sqlite3",
-        # Persistent connections for every variant: otherwise each request would pay a
-        # connect, and the async variants (whose queries run in a worker thread) would
-        # pay it differently from the sync ones.
+        # Persistent connections, as a WSGI deployment runs them: Django keeps one
+        # connection per thread for the thread's life, so gunicorn's long-lived threads
+        # reuse theirs. That does NOT hold under ASGI: Django runs each request's sync code
+        # (sync views, sync middleware, the sync ORM behind the a-prefixed methods) in a
+        # fresh thread of that request's ThreadSensitiveContext, so every ASGI request that
+        # touches the database opens a new connection, whatever CONN_MAX_AGE says. That is
+        # real Django behaviour and part of what an ASGI migration costs; the probe counts
+        # it per request (db_connections_opened). The documented fix, a connection pool, is
+        # LAB_DB_POOL=1 below (PostgreSQL only: SQLite has no pool and ignores it).
         "CONN_MAX_AGE": None,
         # WAL lets readers run beside the writer; IMMEDIATE transactions take the write lock
         # up front and the timeout waits for it, so concurrent crud requests queue instead of
@@ -83,6 +119,18 @@ if DATABASE_URL:
             "CONN_MAX_AGE": None,
         }
     }
+    # LAB_DB_POOL=1: Django's PostgreSQL connection pool (psycopg_pool), the fix Django's
+    # docs give for ASGI, where persistent connections cannot be kept per thread. Django
+    # requires CONN_MAX_AGE=0 with it: each request returns its connection to the pool at
+    # request_finished. The same option gives django-async-backend's async connections an
+    # AsyncConnectionPool, so async-db is pooled too. One pool per process, so the size is
+    # per server worker: LAB_DB_POOL_SIZE (default 32) covers a 32-thread gthread worker
+    # and keeps 2 workers x 32 plus the lab's own connections under the throwaway server's
+    # max_connections=200.
+    if os.environ.get("LAB_DB_POOL") == "1":
+        _pool_size = int(os.environ.get("LAB_DB_POOL_SIZE", "32"))
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"]["OPTIONS"] = {"pool": {"min_size": min(4, _pool_size), "max_size": _pool_size}}
     # django-async-backend closes its async connections on request_started/finished via
     # an async receiver. Under WSGI no async connection exists, and an async receiver on a
     # sync signal would add an async_to_sync crossing to every sync request, so the lab

@@ -1,7 +1,10 @@
 """Create and seed the workload database deterministically (same rows on every run).
 
 Run as ``python -m shop.seed`` with ``DJANGO_SETTINGS_MODULE`` set; replaces any
-existing database so runs start from identical data.
+existing database so runs start from identical data. Besides the shop's rows it creates
+the lab's user and a logged-in session under the fixed key of ``shop.identity``, so the
+django-default middleware stack sees a logged-in client on every request that sends
+``identity.COOKIE``.
 """
 
 from __future__ import annotations
@@ -59,6 +62,31 @@ def seed() -> None:
             Account(name=f"Account {i:04d}", plan=plans[rng.randrange(len(plans))], seats=rng.randrange(1, 200))
             for i in range(ACCOUNTS)
         )
+        log_in_lab_client()
+
+
+def log_in_lab_client() -> None:
+    """The lab's user and its session row under ``identity.SESSION_KEY``, as a login would leave them."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+    from django.contrib.sessions.backends.db import SessionStore
+
+    from shop import identity
+
+    user = get_user_model()(username=identity.USERNAME, email="lab@example.invalid")
+    user.set_unusable_password()  # nobody logs in with it; no password hashing at seed time
+    user.save()
+    session = SessionStore()
+    session.update(
+        {
+            SESSION_KEY: str(user.pk),
+            BACKEND_SESSION_KEY: "django.contrib.auth.backends.ModelBackend",
+            HASH_SESSION_KEY: user.get_session_auth_hash(),
+        }
+    )
+    # A year: far beyond any run (the default two weeks could lapse under a reused database).
+    session.set_expiry(365 * 24 * 3600)
+    session._session_key = identity.SESSION_KEY  # fixed, so the lab's Cookie header is a constant
+    session.save(must_create=True)
 
 
 if __name__ == "__main__":

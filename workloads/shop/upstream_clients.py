@@ -10,14 +10,19 @@ rebuilt for every request, and building one costs milliseconds. ``async`` uses o
 ``httpx.AsyncClient`` (or ``aiohttp.ClientSession``) per event loop.
 The client's own CPU cost differs between these and can decide a comparison by itself,
 so it is a labelled parameter (``?client=httpx|aiohttp``), never a hidden default.
+
+Every call reports itself to ``call_observer`` when one is set (the probe's counters, so the
+lab can check that every variant of a point makes the same upstream calls).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import queue
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -31,6 +36,8 @@ _idle_clients: queue.SimpleQueue[httpx.Client] = queue.SimpleQueue()
 _async_clients: dict[tuple[int, str], Any] = {}
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
+# Set by labsite.crossings when counting is on; None while measuring.
+call_observer: Callable[[], None] | None = None
 
 
 def upstream_url(latency_ms: int, dist: str = "fixed") -> str:
@@ -41,6 +48,8 @@ def upstream_url(latency_ms: int, dist: str = "fixed") -> str:
 
 
 def sync_get(latency_ms: int, dist: str = "fixed") -> bytes:
+    if call_observer is not None:
+        call_observer()
     try:
         client = _idle_clients.get_nowait()
     except queue.Empty:
@@ -61,7 +70,20 @@ def fanout_pool() -> ThreadPoolExecutor:
         return _pool
 
 
+def fanout_get(k: int, latency_ms: int, dist: str = "fixed") -> list[bytes]:
+    """K concurrent ``sync_get`` calls on the fan-out pool, in order.
+
+    Each call runs in a copy of the caller's context, as ``asyncio.to_thread`` and asgiref
+    do, so request-scoped context variables (the probe's counters) reach the pool threads.
+    """
+    pool = fanout_pool()
+    futures = [pool.submit(contextvars.copy_context().run, sync_get, latency_ms, dist) for _ in range(k)]
+    return [f.result() for f in futures]
+
+
 async def async_get(latency_ms: int, client_kind: str = "httpx", dist: str = "fixed") -> bytes:
+    if call_observer is not None:
+        call_observer()
     loop = asyncio.get_running_loop()
     key = (id(loop), client_kind)
     client = _async_clients.get(key)

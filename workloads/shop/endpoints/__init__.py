@@ -14,6 +14,15 @@ byte for byte; only how the work is awaited differs:
 
 from __future__ import annotations
 
-from shop.endpoints import billing, cpu, crud, external, orm, template
+from shop.endpoints import billing, cpu, crud, external, longpoll, orm, stream, template
 
-ENDPOINTS = {"cpu": cpu, "orm": orm, "template": template, "external": external, "billing": billing, "crud": crud}
+ENDPOINTS = {
+    "cpu": cpu,
+    "orm": orm,
+    "template": template,
+    "external": external,
+    "billing": billing,
+    "crud": crud,
+    "stream": stream,
+    "long-poll": longpoll,
+}

@@ -46,7 +46,7 @@ async def async_view(request: HttpRequest, work: Any) -> HttpResponse:
     return json_response(compute(work))
 
 
-@with_params(params)
+@with_params(params, bridged=True)
 async def bridged_view(request: HttpRequest, work: Any) -> HttpResponse:
     return json_response(await bridge(request, compute)(work))
 

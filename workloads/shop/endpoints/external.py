@@ -34,7 +34,7 @@ def body(k: int, mode: str, bodies: list[bytes]) -> dict[str, Any]:
 
 def fetch_sync(k: int, latency: int, mode: str, dist: str = "fixed") -> list[bytes]:
     if mode == "fanout":
-        return list(clients.fanout_pool().map(clients.sync_get, [latency] * k, [dist] * k))
+        return clients.fanout_get(k, latency, dist)
     return [clients.sync_get(latency, dist) for _ in range(k)]
 
 
@@ -54,7 +54,7 @@ async def async_view(request: HttpRequest, parsed: Any) -> HttpResponse:
     return json_response(body(k, mode, bodies))
 
 
-@with_params(params)
+@with_params(params, bridged=True)
 async def bridged_view(request: HttpRequest, parsed: Any) -> HttpResponse:
     k, latency, mode, _client, dist = parsed
     if mode == "fanout":

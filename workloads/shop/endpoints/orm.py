@@ -64,7 +64,7 @@ async def async_view(request: HttpRequest, parsed: Any) -> HttpResponse:
     return json_response(body(await fetch_async(n, mode)))
 
 
-@with_params(params)
+@with_params(params, bridged=True)
 async def bridged_view(request: HttpRequest, parsed: Any) -> HttpResponse:
     n, mode = parsed
     return json_response(body(await bridge(request, fetch_sync)(n, mode)))

@@ -59,7 +59,7 @@ async def async_view(request: HttpRequest, rows: Any) -> HttpResponse:
     return HttpResponse(render(*await context_async(rows)))
 
 
-@with_params(params)
+@with_params(params, bridged=True)
 async def bridged_view(request: HttpRequest, rows: Any) -> HttpResponse:
     return HttpResponse(render(*await bridge(request, context_sync)(rows)))
 

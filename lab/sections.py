@@ -1,0 +1,542 @@
+"""The sections of a run's report.md, each from the DataFrames ``lab.report`` computed.
+
+Every table goes through ``lab.markup.table``: units in the column headers, a column that is
+the same in every row named once above its table, one RSS statistic (the mean over the cell,
+whole process tree) throughout. Numbers are formatted for reading: thousands separators,
+milliseconds to three significant figures, ratios to two decimals with their 95% interval.
+
+Over 400 lines on purpose: one short function per section, each listing its column headers
+one per line; splitting them further would scatter the report's order across modules.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection
+from typing import Any
+
+import pandas as pd
+
+from lab.answer import NOISY_CV
+from lab.decide import Decisions, interval_text
+from lab.markup import table
+from lab.tables import point_key
+
+
+def who(role: str) -> str:
+    return "3.13t" if role == "ft" else "3.13"
+
+
+def fmt(value: float | None, digits: int = 0) -> str:
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
+
+
+def ms(value: float | None) -> str:
+    """Milliseconds to about three significant figures (0.42, 4.2, 42.0, 420)."""
+    if value is None or math.isnan(value):
+        return "—"
+    return fmt(value, 0 if value >= 100 else 1 if value >= 10 else 2)
+
+
+def rps(mean: float, ci: float) -> str:
+    digits = 1 if not math.isnan(mean) and mean < 10 else 0
+    return f"{fmt(mean, digits)} ± {fmt(ci, digits)}" if not math.isnan(ci) else fmt(mean, digits)
+
+
+def interval(ratio: float, low: float, high: float) -> str:
+    if math.isnan(ratio):
+        return "—"
+    return f"{ratio:.2f}" + ("" if math.isnan(low) else f" [{low:.2f}, {high:.2f}]")
+
+
+def image(name: str, plots: dict[str, str]) -> list[str]:
+    """A plot reference (relative to the run directory) when the plot was made."""
+    return ["", f"![{name}]({plots[name]})"] if name in plots else []
+
+
+def _side_by_side(spec: str, gil: Any, ft: Any) -> str:
+    """The server spec, or both labels when the interpreters ran different stacks (best-available)."""
+    labels = [x for x in (gil, ft) if isinstance(x, str)]
+    if len(set(labels)) == 2:
+        return f"3.13: {labels[0]}; 3.13t: {labels[1]} (stacks differ)"
+    return spec or (labels[0] if labels else "—")
+
+
+def summary_lines(summary: pd.DataFrame) -> list[str]:
+    """Every cell, one table per tier: both interpreters side by side and their ratio."""
+    if summary.empty:
+        return []
+    lines = [
+        "",
+        "## Every cell: 3.13 and 3.13t side by side",
+        "",
+        "Throughput is requests per second, mean ± 95% CI over rounds (or pyperf values on the handler tier); "
+        "latency percentiles in ms (HTTP tier); CPU is the server's CPU ms per request; RSS is the mean over the "
+        "cell of the server's whole process tree, MiB. 3.13t / 3.13 is the throughput ratio with its 95% interval "
+        f"(paired by round when the rounds were measured side by side). ⚠: repeats vary by more than {NOISY_CV:.0%} "
+        "(CV) on a side, or the measurement marked the cell noisy: not quoted above. Cells whose GIL came back on "
+        "are invalid and excluded from ratios.",
+    ]
+    header = [
+        "mix",
+        "variant",
+        "server",
+        "cores",
+        "load",
+        "connections",
+        "crossings per request",
+        "3.13 req/s",
+        "3.13 p50 / p95 / p99 ms",
+        "3.13 CPU ms/req",
+        "3.13 RSS MiB",
+        "3.13t req/s",
+        "3.13t p50 / p95 / p99 ms",
+        "3.13t CPU ms/req",
+        "3.13t RSS MiB",
+        "3.13t / 3.13 req/s",
+        "status",
+    ]
+    for tier, title in (("http", "HTTP tier"), ("handler", "Handler tier (in-process, no server)")):
+        rows = []
+        for r in summary[summary["tier"] == tier].to_dict("records"):
+            sides: list[str] = []
+            for role in ("gil", "ft"):
+                latency = " / ".join(ms(r[f"{role}_{p}_ms"]) for p in ("p50", "p95", "p99"))
+                sides += [
+                    rps(r[f"{role}_rps"], r[f"{role}_ci"]),
+                    latency,
+                    fmt(r[f"{role}_cpu_ms"], 2),
+                    fmt(r[f"{role}_rss_mib"]),
+                ]
+            load = r["load"] + (f" ({r['rate_rps']:,.0f}/s)" if r["rate_rps"] else "")
+            rows.append(
+                [
+                    str(r["point"]),
+                    str(r["variant"]),
+                    _side_by_side(str(r["server"]), r.get("gil_server"), r.get("ft_server")),
+                    str(r["cores"] or "—"),
+                    load,
+                    str(r["concurrency"]),
+                    str(r["crossings"]) if r["crossings"] >= 0 else "—",
+                    *sides,
+                    interval(r["ft_over_gil"], r["ratio_low"], r["ratio_high"]) + (" ⚠" if r["noisy"] else ""),
+                    f"{r['gil_status']} / {r['ft_status']}",
+                ]
+            )
+        if rows:
+            lines += ["", f"### {title}", "", *table(header, rows, "lllrlrr" + "rrrr" * 2 + "rl")]
+    return lines
+
+
+def headline_lines(summary: pd.DataFrame, decided: Decisions, noisy: Collection[tuple[str, str]] = ()) -> list[str]:
+    """The few 3.13t / 3.13 numbers a reader quotes, each with its interval; noisy cells left out."""
+    lines = ["", "## Headline: 3.13t / 3.13 throughput", ""]
+    http = summary[summary["tier"] == "http"] if not summary.empty else summary
+    for variant in ("sync", "async"):
+        if http.empty:
+            break
+        rows = http[(http["variant"] == variant) & http["ft_over_gil"].notna()]
+        quiet = rows[~rows["noisy"]]
+        if quiet.empty:
+            continue
+        ordered = quiet.sort_values("ft_over_gil").to_dict("records")
+        worst, best = ordered[0], ordered[-1]
+        left_out = len(rows) - len(quiet)
+        lines.append(
+            f"- `{variant}` over HTTP: median {quiet['ft_over_gil'].median():.2f} across {len(quiet)} cells; "
+            f"best {interval(best['ft_over_gil'], best['ratio_low'], best['ratio_high'])} ({best['point']}), "
+            f"worst {interval(worst['ft_over_gil'], worst['ratio_low'], worst['ratio_high'])} ({worst['point']})"
+            + (f"; {left_out} too noisy to quote." if left_out else ".")
+        )
+    decisions = decided.by_throughput
+    for role in ("gil", "ft") if not decisions.empty else ():
+        mine = decisions[decisions["role"] == role]
+        if mine.empty:
+            continue
+        loud = mine.apply(lambda r: (str(r["point"]), str(r["role"])) in noisy, axis=1).astype(bool)
+        won = mine[mine["decided"] & ~loud]
+        counts = won["winner"].value_counts().to_dict()
+        summary_text = ", ".join(f"{v} in {n}" for v, n in sorted(counts.items())) or "none"
+        ties = int((~mine["decided"] & ~loud).sum())
+        lines.append(
+            f"- Decided winners by throughput on {who(role)}: {summary_text} of {len(mine)} mix points; "
+            f"{ties} too close to call" + (f"; {int(loud.sum())} too noisy to quote." if loud.any() else ".")
+        )
+    return lines if len(lines) > 3 else []
+
+
+def decision_lines(decided: Decisions, plots: dict[str, str]) -> list[str]:
+    lines: list[str] = []
+    maps = (
+        (math.inf, "by throughput", decided.by_throughput),
+        (decided.slo_ms, f"within a p95 SLO of {decided.slo_ms:g} ms", decided.within_slo),
+    )
+    for slo, title, decisions in maps:
+        lines += [
+            "",
+            f"## Decision map {title} (default middleware)",
+            "",
+            "Per mix and interpreter: the variant with the highest throughput"
+            + ("" if math.isinf(slo) else " among those meeting the SLO")
+            + ", each at its best measured server and concurrency, with its margin over the runner-up (95% "
+            "interval). A winner is called only when the interval excludes 1; otherwise it is a tie (≈).",
+        ]
+        if math.isinf(slo):
+            lines += image("decision-map", plots)
+        if decisions.empty:
+            lines += ["", "No variant met the SLO in any mix at the concurrency measured (see p95 below)."]
+            continue
+        rows = []
+        for point, g in sorted(decisions.groupby("point"), key=lambda kv: point_key(str(kv[0]))):
+            by_role = {r["role"]: r["verdict"] for r in g.to_dict("records")}
+            rows.append([str(point), by_role.get("gil", "—"), by_role.get("ft", "—")])
+        lines += ["", *table(["mix", "3.13", "3.13t"], rows, "lll", keep=("mix", "3.13", "3.13t"))]
+    ratios, even = decided.ratios, decided.even
+    if not even.empty:
+        lines += ["", "## Break-even: where async starts to out-serve sync", ""]
+        for r in even.to_dict("records"):
+            if math.isnan(r["break_even"]):
+                lines.append(
+                    f"- {r['mix']} on {who(r['role'])}: async never out-serves sync up to {r['param']}="
+                    f"{r['max_value']:g} ms."
+                )
+            else:
+                lines.append(
+                    f"- {r['mix']} on {who(r['role'])}: async ≥ sync from {r['param']} ≈ {r['break_even']:.1f} ms "
+                    f"(interval {interval_text(r)} ms)."
+                )
+        lines += image("break-even", plots)
+        rows = []
+        for (mix, param, value), g in ratios.groupby(["mix", "param", "value"], sort=True):
+            cells = {r["role"]: interval(r["ratio"], r["low"], r["high"]) for r in g.to_dict("records")}
+            rows.append([str(mix), f"{param}={value} ms", cells.get("gil", "—"), cells.get("ft", "—")])
+        header = ["mix", "swept", "3.13 async/sync req/s", "3.13t async/sync req/s"]
+        lines += ["", *table(header, rows, "llrr", keep=header[1:])]
+    return lines
+
+
+def axes_lines(axes: dict[str, pd.DataFrame], slo_ms: float) -> list[str]:
+    """Sections for the free-threading effect, best configuration, saturation, open loop
+    and the core and memory axes (each only when the run measured that axis)."""
+    lines: list[str] = []
+    effect = axes["ft_effect"]
+    if not effect.empty:
+        rows = [
+            [
+                str(r["point"]),
+                str(r["variant"]),
+                interval(r.get("one_thread", math.nan), r.get("one_low", math.nan), r.get("one_high", math.nan)),
+                interval(r.get("best", math.nan), r.get("best_low", math.nan), r.get("best_high", math.nan)),
+                r["gil_best"] if isinstance(r.get("gil_best"), str) else "—",
+                r["ft_best"] if isinstance(r.get("ft_best"), str) else "—",
+            ]
+            for r in sorted(effect.to_dict("records"), key=lambda r: point_key(str(r["point"])))
+        ]
+        lines += [
+            "",
+            "## Free-threading effect: one thread and best configuration",
+            "",
+            "3.13t / 3.13 throughput (95% interval). One thread: the handler tier at concurrency 1 (in-process, no "
+            "server). Best: each interpreter at its own highest-throughput server shape and concurrency over HTTP "
+            "(closed loop, default middleware, largest core budget).",
+            "",
+            *table(
+                [
+                    "mix",
+                    "variant",
+                    "one thread 3.13t/3.13",
+                    "best config 3.13t/3.13",
+                    "3.13 best @connections",
+                    "3.13t best @connections",
+                ],
+                rows,
+                "llrrll",
+            ),
+        ]
+    best = axes["best_config"]
+    if not best.empty and best["configs_tried"].max() > 1:
+        rows = [
+            [
+                str(r["point"]),
+                str(r["variant"]),
+                who(r["role"]),
+                f"{r['best_server']} @{r['concurrency']}",
+                rps(r["rps"], r["ci"]),
+                ms(r["p95_ms"]),
+                str(r["configs_tried"]),
+            ]
+            for r in best.to_dict("records")
+        ]
+        lines += [
+            "",
+            "## Best configuration found (P x T search)",
+            "",
+            "Per mix, variant and interpreter: the server shape and concurrency with the highest throughput, out of "
+            "the configurations tried (closed loop, default middleware, largest core budget), with its p95.",
+            "",
+            *table(
+                ["mix", "variant", "interpreter", "best server @connections", "req/s", "p95 ms", "configs tried"],
+                rows,
+                "lllrrrr",
+            ),
+        ]
+    sat = axes["saturation"]
+    if not sat.empty:
+        rows = [
+            [
+                str(r["point"]),
+                str(r["variant"]),
+                str(r["server_spec"]),
+                str(r["cores"]),
+                who(r["role"]),
+                str(r["levels"]),
+                str(r["saturation_concurrency"]),
+                fmt(r["saturation_rps"]),
+                ms(r["saturation_p95_ms"]),
+                str(r["reason"]),
+            ]
+            for r in sat.to_dict("records")
+        ]
+        lines += [
+            "",
+            "## Saturation per concurrency curve",
+            "",
+            f"The lowest concurrency whose throughput is within 5% of the curve's maximum, or the last one before "
+            f"p95 went over {slo_ms:g} ms.",
+            "",
+            *table(
+                [
+                    "mix",
+                    "variant",
+                    "server",
+                    "cores",
+                    "interpreter",
+                    "connections tried",
+                    "saturates at connections",
+                    "req/s there",
+                    "p95 ms there",
+                    "why",
+                ],
+                rows,
+                "lllrlrrrrl",
+            ),
+        ]
+    open_loop = axes["open_loop"]
+    if not open_loop.empty:
+        rows = [
+            [
+                str(r["point"]),
+                str(r["variant"]),
+                str(r["server_spec"]),
+                str(r["cores"]),
+                f"{r['rate_fraction']:g}",
+                who(r["role"]),
+                fmt(r["offered_rps"]),
+                fmt(r["served_rps"]),
+                ms(r["p50_ms"]),
+                ms(r["p95_ms"]),
+                ms(r["p99_ms"]),
+                ms(r["p999_ms"]),
+            ]
+            for r in open_loop.to_dict("records")
+        ]
+        lines += [
+            "",
+            "## Open loop: latency at a fixed offered rate",
+            "",
+            "Requests due at fixed intervals; latency from each request's due time (no coordinated omission). The "
+            "rate is a fraction of the saturation throughput of `sync` on 3.13 (its best server), the same for every "
+            "variant and both interpreters.",
+            "",
+            *table(
+                [
+                    "mix",
+                    "variant",
+                    "server",
+                    "cores",
+                    "fraction of saturation",
+                    "interpreter",
+                    "offered req/s",
+                    "served req/s",
+                    "p50 ms",
+                    "p95 ms",
+                    "p99 ms",
+                    "p99.9 ms",
+                ],
+                rows,
+                "lllrrlrrrrrr",
+            ),
+        ]
+    ax = axes["axes"]
+    if not ax.empty:
+        lines += [
+            "",
+            "## Core and memory axes",
+            "",
+            "Closed loop, default middleware, each configuration at its best concurrency: throughput per core budget "
+            "and per GiB of mean server RSS (the whole process tree). Several processes buy parallelism on 3.13 with "
+            "memory; one threaded process on 3.13t shares it. Best by memory efficiency per mix and interpreter:",
+            "",
+        ]
+        groups = ax.dropna(subset=["rps_per_gib"]).groupby(["cores", "point", "role"])
+        for (cores, point, role), g in sorted(groups, key=lambda kv: (kv[0][0], point_key(str(kv[0][1])), kv[0][2])):
+            top = g.sort_values("rps_per_gib").iloc[-1]
+            lines.append(
+                f"- {point} on {who(str(role))} at {cores} core{'' if cores == 1 else 's'}: {top['variant']} on "
+                f"{top['server']} ({top['rps_per_gib']:,.0f} req/s per GiB; {top['rps']:,.0f} req/s in "
+                f"{top['rss_mean_mib']:.0f} MiB)."
+            )
+        rows = [
+            [
+                str(r["cores"]),
+                str(r["point"]),
+                str(r["variant"]),
+                str(r["server"]),
+                who(r["role"]),
+                str(r["concurrency"]),
+                rps(r["rps"], r["ci"]),
+                fmt(r["rss_mean_mib"]),
+                fmt(r["rps_per_gib"]),
+            ]
+            for r in sorted(ax.to_dict("records"), key=lambda r: (r["cores"], point_key(str(r["point"]))))
+        ]
+        lines += [
+            "",
+            *table(
+                [
+                    "cores",
+                    "mix",
+                    "variant",
+                    "server",
+                    "interpreter",
+                    "connections",
+                    "req/s",
+                    "RSS MiB",
+                    "req/s per GiB RSS",
+                ],
+                rows,
+                "rllllrrrr",
+            ),
+        ]
+    return lines
+
+
+def claims_lines(claims: pd.DataFrame) -> list[str]:
+    has_rule = "rule" in claims.columns
+    lines = [
+        "",
+        "## Claims ledger",
+        "",
+        "Each claim of the article with its verdict on each interpreter and the numbers behind it (95% intervals; "
+        "a difference is called only when its interval excludes 'no difference')"
+        + (", and the rule that decides it." if has_rule else "."),
+        "",
+    ]
+    rows = []
+    for r in claims.to_dict("records"):
+        gil = f"**{r['gil_verdict']}**: {r['gil_evidence']}" if r["gil_evidence"] else str(r["gil_verdict"])
+        ft = f"**{r['ft_verdict']}**: {r['ft_evidence']}" if r["ft_evidence"] else str(r["ft_verdict"])
+        rule = [str(r["rule"])] if has_rule else []
+        rows.append([f"{r['claim']} {r['text']}", *rule, gil, ft])
+    header = ["claim", *(["rule"] if has_rule else []), "3.13", "3.13t"]
+    return lines + table(header, rows, "l" * len(header), keep=header)
+
+
+def mixes_lines(mixes: pd.DataFrame) -> list[str]:
+    if mixes.empty:
+        return []
+    rows = [
+        [
+            str(r["point"]),
+            fmt(r["nominal_wait_ms"]),
+            str(r["concurrency"]),
+            ms(r.get("gil_sync_p50_ms", math.nan)),
+            fmt(r.get("gil_io_fraction", math.nan), 2),
+            ms(r.get("ft_sync_p50_ms", math.nan)),
+            fmt(r.get("ft_io_fraction", math.nan), 2),
+        ]
+        for r in sorted(mixes.to_dict("records"), key=lambda r: point_key(str(r["point"])))
+    ]
+    return [
+        "",
+        "## I/O fraction per mix",
+        "",
+        "Nominal upstream wait per request / median latency of the `sync` variant at the lowest HTTP concurrency "
+        "measured.",
+        "",
+        *table(
+            [
+                "mix",
+                "nominal wait ms",
+                "connections",
+                "3.13 sync p50 ms",
+                "3.13 I/O fraction",
+                "3.13t sync p50 ms",
+                "3.13t I/O fraction",
+            ],
+            rows,
+            "lrrrrrr",
+        ),
+    ]
+
+
+def crossings_lines(crossings: pd.DataFrame) -> list[str]:
+    if crossings.empty:
+        return []
+    rows = [
+        [
+            str(r["kind"]),
+            str(r["concurrency"]),
+            f"{fmt(r.get('gil_us', math.nan), 1)} ± {fmt(r.get('gil_ci', math.nan), 1)}",
+            f"{fmt(r.get('ft_us', math.nan), 1)} ± {fmt(r.get('ft_ci', math.nan), 1)}",
+            fmt(r.get("ft_over_gil", math.nan), 2),
+        ]
+        for r in crossings.to_dict("records")
+    ]
+    return [
+        "",
+        "## Crossing costs",
+        "",
+        "Wall time per sync↔async crossing (µs, mean ± 95% CI over pyperf values) with C concurrent callers; "
+        "each call does the same pure-Python work (tens of µs). `client/*` rows: one HTTP call to the upstream "
+        "simulator at 0 ms (client + loopback + a trivial responder), for each client the views use. "
+        "Lower is better.",
+        "",
+        *table(["kind", "callers", "3.13 µs", "3.13t µs", "3.13t/3.13"], rows, "lrrrr"),
+    ]
+
+
+def setup_lines(cells: dict[str, Any], values: pd.DataFrame, load_share_target: float) -> list[str]:
+    """Interpreters, packages and the helpers' CPU share: what the numbers above ran on."""
+    lines = ["", "## Setup", ""]
+    for name, info in cells.get("interpreters", {}).items():
+        packages = info.get("packages", {})
+        lines.append(
+            f"- `{name}`: Python {info.get('version')}, profile `{info.get('build_profile')}`, "
+            f"flags `{' '.join(info.get('configure_flags', [])) or '(none)'}`, "
+            f"Py_GIL_DISABLED={int(info.get('py_gil_disabled', 0))}, Django {packages.get('django')}, "
+            f"gunicorn {packages.get('gunicorn')}, uvicorn {packages.get('uvicorn')}"
+        )
+    http = values[values["tier"] == "http"] if not values.empty else values
+    if not http.empty:
+        share = http["load_cpu_share"]
+        over = http[share > load_share_target]
+        lines += [
+            "",
+            f"Load generator CPU / server CPU over the HTTP cells: median {share.median():.2f}, max {share.max():.2f} "
+            f"(target ≤ {load_share_target:.2f}; {len(over)} of {len(http)} cell repeats above it). CPU layouts: "
+            + "; ".join(
+                f"{layout} ({len(g)} cell repeats, load generator share median {g.median():.2f})"
+                for layout, g in share.groupby(http["cpu_layout"])
+            )
+            + ".",
+        ]
+        upstream = http["upstream_cpu_share"].dropna()
+        upstream = upstream[upstream > 0]
+        if not upstream.empty:
+            lines += [
+                "",
+                f"Upstream simulator CPU / server CPU over the cells that call it: median {upstream.median():.2f}, "
+                f"max {upstream.max():.2f}.",
+            ]
+    return lines
