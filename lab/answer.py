@@ -26,6 +26,7 @@ import pandas as pd
 
 from lab.decide import Decisions, http_ok, interval_text
 from lab.markup import table as table_lines
+from lab.stats import log_ratio_spread
 from lab.tables import point_key
 
 # Coefficient of variation over repeats above which a cell is too noisy to quote or decide on.
@@ -94,9 +95,17 @@ def calls(values: pd.DataFrame, decided: Decisions) -> list[Call]:
     for r in decisions.to_dict("records"):
         ranked = best[(best["point"] == r["point"]) & (best["role"] == r["role"])].sort_values("rps", ascending=False)
         reasons = []
-        for b in ranked.head(2).to_dict("records"):
-            spread = cv(list(b["values"]))
+        top2 = ranked.head(2).to_dict("records")
+        paired = "paired" in ok.columns and not ok.empty and bool((ok["paired"] == 1).all())
+        if paired and len(top2) == 2:
+            # Paired rounds: the noise the verdict sees is how much the per-round margins
+            # disagree; drift shared by a round cancels in them.
+            spread = log_ratio_spread(list(top2[0]["values"]), list(top2[1]["values"]))
             if spread > NOISY_CV:
+                reasons.append(f"per-round margins spread {spread:.1%}")
+        for b in top2:
+            spread = cv(list(b["values"]))
+            if not paired and spread > NOISY_CV:
                 reasons.append(f"{b['variant']} CV {spread:.1%}")
             cell = ok[
                 (ok["point"] == b["point"])
@@ -254,7 +263,8 @@ def answer_lines(
         f"On this machine ({size}), each variant at its best measured server and concurrency "
         f"({', '.join(map(str, conc))} connections, closed loop), by throughput. **Bold**: decided (the 95% "
         "interval of the margin over the runner-up excludes 1); ≈: a tie the run cannot separate. "
-        f"{slo}. Cells whose repeats vary by more than {NOISY_CV:.0%} (CV) are not quoted.",
+        f"{slo}. Cells whose rounds disagree by more than {NOISY_CV:.0%} (per-round ratios in paired runs, "
+        "repeats' CV otherwise) are not quoted.",
         "",
     ]
     kinds = _kinds_of(values, {c.point for c in found})
@@ -279,11 +289,15 @@ def noisy_lines(found: list[Call], table: pd.DataFrame) -> list[str]:
     rows = [[f"decision on {_who(c.role)}", c.point, c.text(bold=False), c.noisy] for c in found if c.noisy]
     if not table.empty and "noisy" in table.columns:
         for r in table[table["noisy"]].to_dict("records"):
-            why = [
-                f"{_who(role)} CV {r[f'{role}_cv']:.1%}"
-                for role in ("gil", "ft")
-                if r.get(f"{role}_cv", math.nan) > NOISY_CV
-            ]
+            spread = r.get("ratio_spread", math.nan)
+            if isinstance(spread, float) and not math.isnan(spread):
+                why = [f"per-round 3.13t/3.13 ratios spread {spread:.1%}"] if spread > NOISY_CV else []
+            else:
+                why = [
+                    f"{_who(role)} CV {r[f'{role}_cv']:.1%}"
+                    for role in ("gil", "ft")
+                    if r.get(f"{role}_cv", math.nan) > NOISY_CV
+                ]
             if r.get("flagged"):
                 why.append("marked noisy by the measurement")
             if r.get("remeasured"):
@@ -298,9 +312,10 @@ def noisy_lines(found: list[Call], table: pd.DataFrame) -> list[str]:
         "",
         "## Too noisy to quote",
         "",
-        f"Left out of the answer and the headline: repeats vary by more than {NOISY_CV:.0%} (coefficient of "
-        "variation) on a side, or the measurement marked the cell noisy after measuring it again. Re-measure "
-        "these before relying on them.",
+        f"Left out of the answer and the headline: in paired runs, per-round ratios that spread by more than "
+        f"{NOISY_CV:.0%} (sd of their logs); in unpaired runs, repeats whose CV exceeds {NOISY_CV:.0%} on a side; "
+        "or the measurement marked the cell noisy after measuring its point again. Re-measure these before "
+        "relying on them.",
         "",
         *table_lines(["what", "mix", "figure not quoted", "why"], rows, "llll", keep=("what", "mix")),
     ]

@@ -36,8 +36,33 @@ CROSSING_KINDS = (
     "client/httpx-async",
     "client/aiohttp",
 )
+
+
+def crossing_cells(concurrency: tuple[int, ...]) -> list[tuple[str, int]]:
+    """(kind, callers) the crossing tier measures: per-call costs at the lowest caller count
+    only; the contention kinds (thread_sensitive on/off, a request gathering N helpers) at
+    every higher count, where serialisation can show (a gather of one helper cannot)."""
+    if not concurrency:
+        return []
+    lowest = min(concurrency)
+    contention = ("sync_to_async", "sync_to_async-ts-off")
+    out: list[tuple[str, int]] = []
+    for kind in CROSSING_KINDS:
+        gather = "gather" in kind
+        for callers in concurrency:
+            if len(concurrency) == 1:  # one caller count: every kind at it
+                out.append((kind, callers))
+                continue
+            at_lowest = callers == lowest and not gather and kind != "sync_to_async-ts-off"
+            contended = callers > lowest and (gather or kind in contention)
+            if at_lowest or contended:
+                out.append((kind, callers))
+    return out
+
+
 # Seconds a server needs to start and stop, for the duration estimate.
-SERVER_OVERHEAD_S = 3.0
+SERVER_OVERHEAD_S = 4.0
+SERVER_STOP_S = 0.5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -156,7 +181,7 @@ def cells_of(plan: Plan, only_mixes: tuple[str, ...] | None = None) -> list[Cell
         cells.extend(
             Cell(tier="handler", point=p, variant=v, concurrency=c, middleware=m)
             for p in points_of(plan, chosen(plan.handler_mixes))
-            for m in plan.middleware
+            for m in plan.middleware  # mix_middleware is for HTTP cells
             for v in variants_of(plan, p.mix)
             for c in plan.handler_concurrency
         )
@@ -166,7 +191,7 @@ def cells_of(plan: Plan, only_mixes: tuple[str, ...] | None = None) -> list[Cell
             (p, m, v, s, cores)
             for cores in plan.core_budgets or default_core_budgets()
             for p in points
-            for m in plan.middleware
+            for m in dict(plan.mix_middleware).get(p.mix, plan.middleware)
             for v in variants_of(plan, p.mix)
             for s in plan.servers
             if s.interface == VARIANT_INTERFACE[v]
@@ -201,7 +226,7 @@ def estimate_seconds(plan: Plan, cells: list[Cell], interpreters: int, *, with_c
     per_proc = 1.0 + (plan.handler_warmups + plan.handler_values + 2) * plan.handler_min_time
     pyperf_seconds = plan.handler_processes * per_proc + 2.0
     # Every crossing/client kind at every caller count, plus the crossing-counter overhead cell.
-    crossing_runs = (len(CROSSING_KINDS) * len(plan.crossing_concurrency) + 1) if with_crossings else 0
+    crossing_runs = (len(crossing_cells(plan.crossing_concurrency)) + 1) if with_crossings else 0
     total = interpreters * pyperf_seconds * crossing_runs
     points: set[tuple[str, str, int, float]] = set()
     for cell in cells:
@@ -219,6 +244,7 @@ def estimate_seconds(plan: Plan, cells: list[Cell], interpreters: int, *, with_c
             duration = min(plan.http_max_duration, max(plan.http_duration, plan.http_min_requests / rps))
         total += interpreters * plan.repeats * (warmup + duration + 0.4)
         points.add((cell.point.label, cell.middleware, cell.cores, cell.rate_fraction))
-    # Each mix point starts its servers (one per interpreter and server shape) once.
-    total += len(points) * interpreters * len(plan.servers) * SERVER_OVERHEAD_S
+    # Each mix point starts its servers (one per interpreter and server shape) together:
+    # they boot in parallel, stop one after the other.
+    total += len(points) * (SERVER_OVERHEAD_S + interpreters * len(plan.servers) * SERVER_STOP_S)
     return total

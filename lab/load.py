@@ -74,6 +74,8 @@ class LoadError(ValueError):
 
 @dataclass(frozen=True, kw_only=True)
 class LoadParams:
+    """One generator process's run, as ``python -m lab.load`` options describe it."""
+
     url: str
     connections: int
     duration: float
@@ -217,8 +219,12 @@ async def run_load(p: LoadParams) -> dict[str, Any]:
     run = LoadRun(p, host, port, request)
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     run.start()
+    # Every request in flight times out, so the run ends by this; past it, a bug, not a slow server.
+    limit = p.warmup + p.duration + 2 * longest_wait(p) + 10
     try:
-        await run.done
+        await asyncio.wait_for(asyncio.shield(run.done), limit)
+    except TimeoutError:
+        raise LoadError(f"the run did not finish within {limit:.0f} s (a load generator bug)") from None
     finally:
         run.stop()
     ended = time.perf_counter()
@@ -239,7 +245,11 @@ async def run_load(p: LoadParams) -> dict[str, Any]:
             if intended >= run.measure_from:
                 counts["unsent"] += 1
                 run.latencies.append(ended - intended)
-        measured_wall = max(1e-9, ended - run.measure_from)
+        # The window requests were offered in: to the deadline (or the drain after it), or to
+        # the end when the request budget ran out first. Ending at the last answer would
+        # shorten it by up to one interval and overstate the rate.
+        end = ended if run.budget <= 0 else max(ended, run.deadline)
+        measured_wall = max(1e-9, end - run.measure_from)
     else:
         end = min(ended, run.deadline)
         measured_wall = max(1e-9, end - run.measure_from) if end > run.measure_from else 1e-9

@@ -153,8 +153,6 @@ class LoadRun:
 
     def free(self, c: Conn | None, now: float = 0.0) -> None:
         """A connection (None: one to be opened) can send its next request; ``now`` if known."""
-        if c is not None and c.dead:
-            c = None
         if not now:
             now = time.perf_counter()
         if not self.open:
@@ -212,6 +210,8 @@ class LoadRun:
     # -- requests -------------------------------------------------------------
 
     def send(self, c: Conn | None, intended: float) -> None:
+        if c is not None and c.dead:
+            c = None  # closed while it waited (idle in the open loop, or thinking): reconnect
         measured = intended >= self.measure_from
         if measured:
             # Reserve a slot of the budget before sending, so requests in flight on other
@@ -240,7 +240,8 @@ class LoadRun:
             transport, _ = await asyncio.wait_for(
                 self.loop.create_connection(lambda: c, self.host, self.port), self.p.timeout
             )
-        except (OSError, TimeoutError) as exc:
+        # Any failure to connect is this request's failure; an uncaught one would strand the lane.
+        except Exception as exc:
             self.connect_errors += 1
             self.fail(c, describe(exc), time.perf_counter())
             return

@@ -27,7 +27,7 @@ from lab.decide import DEFAULT_SLO_MS, Decisions, decide
 from lab.errors import LabError
 from lab.files import write_atomic
 from lab.markup import html_page
-from lab.stats import mean_ci, ratio_ci
+from lab.stats import log_ratio_spread, mean_ci, ratio_ci
 from lab.tables import point_key
 
 # The load generator should cost at most this fraction of the server's CPU.
@@ -100,6 +100,7 @@ def load_run(run_dir: Path) -> RunData:
                             # whether the cell's rounds stayed too noisy after a re-measure.
                             "repeat": int(md.get("lab_repeat", -1)),
                             "noisy": int(md.get("lab_noisy", 0)),
+                            "paired": int(md.get("lab_paired", 0)),
                             "remeasured": int(md.get("lab_attempt", 1)) > 1 or truthy(md.get("lab_remeasured", 0)),
                             "endpoint": str(md.get("lab_endpoint", "")),
                             "query": str(md.get("lab_query", "")),
@@ -261,11 +262,20 @@ def summary_table(data: RunData) -> pd.DataFrame:
             ratio, low, high = math.nan, math.nan, math.nan
         row.update({"ft_over_gil": ratio, "ratio_low": low, "ratio_high": high})
         cvs = [row.get(f"{role}_cv", math.nan) for role in ("gil", "ft")]
-        # Too noisy to quote: a side whose repeats scatter more than NOISY_CV, or a cell the
-        # measurement itself marked noisy after re-measuring it (lab_noisy).
+        # Too noisy to quote: a cell the measurement marked noisy after re-measuring it
+        # (lab_noisy); in paired runs, per-round 3.13t/3.13 ratios that spread more than
+        # NOISY_CV (drift shared by a round cancels in its ratio, so raw CVs overstate the
+        # noise); in runs measured unpaired, a side whose repeats scatter more than NOISY_CV.
         row["flagged"] = bool("noisy" in group.columns and (group["noisy"] == 1).any())
         row["remeasured"] = bool("remeasured" in group.columns and group["remeasured"].any())
-        row["noisy"] = row["flagged"] or any(cv > NOISY_CV for cv in cvs if not math.isnan(cv))
+        paired = bool("paired" in group.columns and (group["paired"] == 1).all())
+        row["ratio_spread"] = (
+            log_ratio_spread(valid["ft"], valid["gil"]) if paired and "gil" in valid and "ft" in valid else math.nan
+        )
+        if paired:
+            row["noisy"] = row["flagged"] or row["ratio_spread"] > NOISY_CV
+        else:
+            row["noisy"] = row["flagged"] or any(cv > NOISY_CV for cv in cvs if not math.isnan(cv))
         out.append(row)
     out.sort(key=lambda r: (r["tier"], point_key(str(r["point"])), r["variant"], str(r["server"]), r["cores"]))
     return pd.DataFrame(out)

@@ -73,8 +73,9 @@ def summary_lines(summary: pd.DataFrame) -> list[str]:
         "Throughput is requests per second, mean ± 95% CI over rounds (or pyperf values on the handler tier); "
         "latency percentiles in ms (HTTP tier); CPU is the server's CPU ms per request; RSS is the mean over the "
         "cell of the server's whole process tree, MiB. 3.13t / 3.13 is the throughput ratio with its 95% interval "
-        f"(paired by round when the rounds were measured side by side). ⚠: repeats vary by more than {NOISY_CV:.0%} "
-        "(CV) on a side, or the measurement marked the cell noisy: not quoted above. Cells whose GIL came back on "
+        f"(paired by round when the rounds were measured side by side). ⚠: rounds disagree by more than "
+        f"{NOISY_CV:.0%} (per-round ratios when paired, repeats' CV otherwise), or the measurement marked the cell "
+        "noisy: not quoted above. Cells whose GIL came back on "
         "are invalid and excluded from ratios.",
     ]
     header = [

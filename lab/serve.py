@@ -91,6 +91,16 @@ def responds(port: int, path: str = "/health/") -> bool:
         return False
 
 
+def wait_serving(server: ManagedProcess, port: int) -> None:
+    """Until the server answers its health check; ServerStartFailed with its last log line."""
+    try:
+        server.wait_ready(lambda: responds(port), timeout=READY_TIMEOUT_S)
+    except ServerStartFailed as exc:
+        raise ServerStartFailed(
+            f"{exc}: {exc.log_tail.strip().splitlines()[-1:] or ''}", log_tail=exc.log_tail
+        ) from None
+
+
 @contextlib.contextmanager
 def running_server(
     config: ServerConfig,
@@ -100,8 +110,12 @@ def running_server(
     extra_env: dict[str, str],
     log_path: Path,
     cpus: frozenset[int] | None = None,
+    wait: bool = True,
 ) -> Iterator[tuple[ManagedProcess, int]]:
-    """Start the server, wait until it answers, yield it; always stop and reap it."""
+    """Start the server, wait until it answers, yield it; always stop and reap it.
+
+    With ``wait=False`` the caller waits (``wait_serving``): several servers then boot at
+    once instead of one after the other."""
     if port is None:
         port = free_port()
     else:
@@ -116,12 +130,8 @@ def running_server(
         stop_signal=config.stop_signal,
         cpus=cpus,
     ) as server:
-        try:
-            server.wait_ready(lambda: responds(port), timeout=READY_TIMEOUT_S)
-        except ServerStartFailed as exc:
-            raise ServerStartFailed(
-                f"{exc}: {exc.log_tail.strip().splitlines()[-1:] or ''}", log_tail=exc.log_tail
-            ) from None
+        if wait:
+            wait_serving(server, port)
         try:
             yield server, port
         finally:

@@ -410,6 +410,9 @@ class Plan:
     # Per mix, HTTP connection counts instead of http_concurrency (mix name -> counts), e.g.
     # hundreds of mostly idle connections for long polling.
     mix_concurrency: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    # Per mix, middleware stacks for its HTTP cells instead of ``middleware`` (mix name ->
+    # stacks), e.g. a real project's stack on the ORM and billing mixes only.
+    mix_middleware: tuple[tuple[str, tuple[Middleware, ...]], ...] = ()
     # Middleware stacks to measure: "default" (async-capable only) and/or "sync-audit".
     middleware: tuple[Middleware, ...] = ("default",)
     # Concurrent callers for the sync<->async crossing microbenchmarks (empty: skip them).
@@ -487,7 +490,11 @@ class Plan:
             for mix, counts in _mix_table(path, "mix_concurrency", table, mixes).items()
         )
         middleware = _str_tuple(path, "plan.middleware", table.get("middleware", ["default"]))
-        for m in middleware:
+        mix_middleware = tuple(
+            (mix, _str_tuple(path, f"plan.mix_middleware.{mix}", stacks))
+            for mix, stacks in _mix_table(path, "mix_middleware", table, mixes).items()
+        )
+        for m in (*middleware, *(m for _mix, stacks in mix_middleware for m in stacks)):
             if m not in MIDDLEWARES:
                 raise SpecError(f"{path}: unknown middleware stack {m!r}; accepted: {', '.join(MIDDLEWARES)}")
         crossing_concurrency: tuple[int, ...] = ()
@@ -550,6 +557,7 @@ class Plan:
             sweep_overrides=sweep_overrides,
             mix_variants=tuple(mix_variants),
             mix_concurrency=mix_concurrency,
+            mix_middleware=mix_middleware,  # type: ignore[arg-type]
             middleware=middleware,  # type: ignore[arg-type]
             crossing_concurrency=crossing_concurrency,
             servers=servers,

@@ -90,3 +90,10 @@ def ratio_ci(num: list[float], den: list[float], *, paired: bool | None = None) 
     rb = rng.choice(b, size=(BOOTSTRAP_SAMPLES, b.size)).mean(axis=1)
     low, high = np.percentile(ra / rb, [2.5, 97.5])
     return ratio, float(low), float(high)
+
+
+def log_ratio_spread(num: list[float], den: list[float]) -> float:
+    """Standard deviation of the per-round log ratios (≈ the CV of the ratio): how much
+    paired rounds disagree about num/den. nan with fewer than two usable rounds."""
+    logs = [math.log(a / b) for a, b in zip(num, den, strict=False) if a > 0 and b > 0]
+    return statistics.stdev(logs) if len(logs) >= 2 else math.nan

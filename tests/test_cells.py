@@ -48,3 +48,16 @@ def test_helpers_get_their_own_cpus_only_on_a_machine_with_four_or_more() -> Non
     assert default_core_budgets(3) == (0,)
     assert default_core_budgets(4) == (2,)
     assert default_core_budgets(16) == (14,)
+
+
+def test_per_call_costs_at_one_caller_and_contention_at_more() -> None:
+    from lab.cells import CROSSING_KINDS, crossing_cells
+
+    cells = crossing_cells((1, 4))
+    assert ("direct", 1) in cells and ("direct", 4) not in cells
+    assert ("sync_to_async", 1) in cells and ("sync_to_async", 4) in cells
+    assert ("sync_to_async-ts-off", 4) in cells and ("sync_to_async-ts-off", 1) not in cells
+    assert {k for k, c in cells if c == 4} >= {k for k in CROSSING_KINDS if "gather" in k}
+    assert all(c == 4 for k, c in cells if "gather" in k)
+    assert crossing_cells((2,)) == [(k, 2) for k in CROSSING_KINDS]
+    assert crossing_cells(()) == []

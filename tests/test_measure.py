@@ -67,3 +67,25 @@ def test_the_noise_summary_names_busy_processes() -> None:
     loud = {"loadavg": [3.0, 1.0, 1.0], "busy_processes": [{"pid": 7, "name": "cc1", "cpu_share": 0.93}]}
     text, busy = noise_summary(loud)
     assert busy and "cc1 (pid 7, 93%)" in text
+
+
+def test_a_cell_is_noisy_when_its_paired_ratios_disagree_not_when_the_machine_drifts() -> None:
+    from lab.cells import CellRecord, cells_of
+    from lab.measure.http import Slice, noisy_cells
+    from lab.spec import load_plan
+
+    steady, shaky = [c for c in cells_of(load_plan("smoke")) if c.tier == "http"][:2]
+
+    def side(cell: Any, values: list[float]) -> Slice:
+        s = Slice(env=None, cell=cell, config=cell.server)  # type: ignore[arg-type]
+        s.measured = [(CellRecord.of(cell, "x", r), {"_throughput": v}) for r, v in enumerate(values)]
+        return s
+
+    # The machine drifts 2x across rounds, but 3.13t/3.13 stays 0.8 in every round: not noisy.
+    drift = [100.0, 200.0, 150.0, 120.0, 180.0]
+    slices = [side(steady, drift), side(steady, [0.8 * v for v in drift])]
+    # The other cell's ratio jumps between 0.6 and 1.0 from round to round: noisy.
+    slices += [side(shaky, [100.0] * 5), side(shaky, [60.0, 100.0, 60.0, 100.0, 60.0])]
+    noisy = noisy_cells(slices)
+    assert list(noisy) == [shaky]
+    assert noisy[shaky] > 0.10

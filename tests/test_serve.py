@@ -99,6 +99,7 @@ HELPER = """
 import os, signal, sys, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 parent = os.getppid()
+print("helper ready", flush=True)
 while os.getppid() == parent:
     time.sleep(0.05)
 time.sleep(0.3)
@@ -106,9 +107,8 @@ open(sys.argv[1], "w").write("ended on its own")
 """
 PARENT = """
 import subprocess, sys, time
-helper = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]])
-print("ready", flush=True)
 try:
+    helper = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]])
     time.sleep(60)
 except KeyboardInterrupt:
     sys.exit(0)
@@ -121,7 +121,7 @@ def test_stop_server_lets_the_group_end_on_its_own_before_killing_it(tmp_path: P
     log = tmp_path / "log"
     cmd = [sys.executable, "-c", PARENT, HELPER, str(marker)]
     with managed(cmd, name="stand-in", log_path=log, env=child_env(), stop_signal=signal.SIGINT) as server:
-        server.wait_ready(lambda: "ready" in log.read_text(), timeout=30)
+        server.wait_ready(lambda: "helper ready" in log.read_text(), timeout=30)
         code = stop_server(server)
     assert code == 0
     assert marker.read_text() == "ended on its own"

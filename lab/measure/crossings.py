@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pyperf
 
 from lab import FORMAT_VERSION
-from lab.cells import CROSSING_KINDS, CellRecord
+from lab.cells import CellRecord, crossing_cells
 from lab.envs import WorkloadEnv
 from lab.measure.context import RunContext
 from lab.measure.handler import run_pyperf
@@ -63,7 +63,7 @@ def run_crossing_cells(
     ctx: RunContext, results: Results, concurrency: tuple[int, ...], on_progress: Callable[[str], None]
 ) -> None:
     """Every kind at every caller count, alternating which interpreter goes first."""
-    for index, (kind, callers) in enumerate((k, c) for k in CROSSING_KINDS for c in concurrency):
+    for index, (kind, callers) in enumerate(crossing_cells(concurrency)):
         for env in ctx.envs if index % 2 == 0 else list(reversed(ctx.envs)):
             if results.is_done(env.interpreter.spec_name, f"crossing/{kind}/c{callers}"):
                 continue

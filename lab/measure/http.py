@@ -11,9 +11,9 @@ round and its interval comes from the rounds (``lab.stats``).
 Why windows sized by samples: a slice lasts long enough for ``http_min_requests`` at the
 throughput the previous round measured (within ``http_duration``..``http_max_duration``),
 and warms up for several p50s per connection, so slow cells are not judged on a handful
-of requests. A cell whose rounds disagree by more than ``NOISY_CV`` is measured again once
-(all of its point, so the pairing holds); if it is still noisy it is kept, marked
-``lab_noisy`` and left out of verdicts by the reporter.
+of requests. A cell whose per-round 3.13t / 3.13 ratios disagree by more than ``NOISY_CV``
+has its whole point measured again once (so the pairing holds); if it is still noisy it is
+kept, marked ``lab_noisy`` and left out of verdicts by the reporter.
 
 One pyperf value per round: wall seconds per request (1 / throughput), so pyperf's "lower
 is faster" holds and ``compare_to`` works unchanged.
@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import math
 import random
 import statistics
 import subprocess
@@ -43,15 +45,17 @@ from lab.measure.probe import probe_problem
 from lab.measure.store import Results
 from lab.proc import ManagedProcess, child_env, pinned_to, repin
 from lab.resources import ResourceUsage, TreeSampler
-from lab.serve import running_server
+from lab.serve import running_server, wait_serving
 from lab.servers import HOST, ServerConfig
 from lab.spec import CLIENT_COOKIE
 
+log = logging.getLogger("lab.measure")
 # A cell whose error rate exceeds this is failed, not merely slow.
 MAX_ERROR_RATE = 0.01
 # A cell whose load generator was on-CPU for more than this share of its wall time is invalid.
 LOADGEN_SATURATED = 0.9
-# Rounds of one cell whose throughput CV exceeds this are "too noisy": measured again once.
+# A cell whose per-round 3.13t/3.13 ratios spread by more than this (sd of their logs, about
+# a CV) is "too noisy": its point is measured again once, then it is marked and left out.
 NOISY_CV = 0.10
 # Warm-up per slice: at least this many p50s, so every connection sends a few requests first.
 WARMUP_P50S = 3.0
@@ -71,14 +75,26 @@ class Slice:
     def interpreter(self) -> str:
         return self.env.interpreter.spec_name
 
-    def throughputs(self) -> list[float]:
-        return [md["_throughput"] for _r, md in self.measured if md is not None]
+    def by_round(self) -> dict[int, float]:
+        return {r.repeat: md["_throughput"] for r, md in self.measured if md is not None}
 
-    def cv(self) -> float:
-        values = self.throughputs()
-        if len(values) < 2 or statistics.fmean(values) <= 0:
-            return 0.0
-        return statistics.stdev(values) / statistics.fmean(values)
+
+def paired_spread(a: Slice, b: Slice) -> float:
+    """How much the rounds disagree about b/a: the standard deviation of the per-round log
+    ratios (≈ their CV). Drift shared by a round cancels in its ratio, so this is the noise
+    the verdict sees, not the machine's drift between rounds."""
+    ra, rb = a.by_round(), b.by_round()
+    logs = [math.log(rb[r] / ra[r]) for r in ra.keys() & rb.keys() if ra[r] > 0 and rb[r] > 0]
+    return statistics.stdev(logs) if len(logs) >= 2 else 0.0
+
+
+def noisy_cells(slices: list[Slice], threshold: float = NOISY_CV) -> dict[Cell, float]:
+    """Cells whose 3.13t / 3.13 rounds disagree beyond ``threshold`` (cell -> spread)."""
+    by_cell: dict[Cell, list[Slice]] = {}
+    for s in slices:
+        by_cell.setdefault(s.cell, []).append(s)
+    spreads = {cell: paired_spread(pair[0], pair[1]) for cell, pair in by_cell.items() if len(pair) == 2}
+    return {cell: spread for cell, spread in spreads.items() if spread > threshold}
 
 
 def server_config(ctx: RunContext, env: WorkloadEnv, cell: Cell) -> ServerConfig:
@@ -186,26 +202,38 @@ class PointRun:
                             extra_env=env_vars,
                             log_path=ctx.logs / f"{tag}-server.log",
                             cpus=self.server_cpus,
+                            wait=False,  # they boot together; waited for below
                         )
                     )
                 except LabError as exc:  # this server did not start: its slices fail
                     start_problem = f"{s.config.label} on {s.interpreter} did not start: {exc}"
                     continue
                 servers[key] = (server, port, tag)
+            for key, (server, port, _tag) in list(servers.items()):
+                try:
+                    wait_serving(server, port)
+                except LabError as exc:
+                    start_problem = f"{key[1].label} on {key[0]} did not start: {exc}"
+                    del servers[key]
             self.rounds(servers, start_problem, attempt=1)
-            noisy = [s for s in self.slices if s.cv() > NOISY_CV]
-            first_cv = {id(s): s.cv() for s in self.slices}
-            if noisy:
-                names = ", ".join(f"{s.cell.variant}@{s.config.spec} on {s.interpreter} ({s.cv():.0%})" for s in noisy)
-                self.on_progress(f"{self.point.label}: rounds disagree beyond {NOISY_CV:.0%} CV ({names}); once more")
+            first = noisy_cells(self.slices)
+            if first:
+                names = ", ".join(f"{c.variant}@{c.server.spec if c.server else '-'} ({v:.0%})" for c, v in first.items())
+                log.warning(
+                    "%s: 3.13t/3.13 rounds disagree beyond %.0f%% (%s); measuring the point once more",
+                    self.point.label,
+                    100 * NOISY_CV,
+                    names,
+                )
                 for s in self.slices:
                     s.measured.clear()
                 self.rounds(servers, start_problem, attempt=2)
+            still = noisy_cells(self.slices)
             for s in self.slices:
                 for _record, md in s.measured:
                     if md is not None:
-                        md["lab_first_attempt_cv"] = round(first_cv[id(s)], 4)
-                        md["lab_noisy"] = int(s.cv() > NOISY_CV)
+                        md["lab_first_attempt_spread"] = round(first.get(s.cell, 0.0), 4)
+                        md["lab_noisy"] = int(s.cell in still)
         # Every server is stopped now, so each of its processes has written its GIL report.
         envs = {(s.interpreter, s.config): s.env for s in self.slices}
         judged = {

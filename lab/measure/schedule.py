@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from lab.cells import CROSSING_KINDS, Cell, CellRecord
+from lab.cells import Cell, CellRecord, crossing_cells
 from lab.measure.context import RunContext
 from lab.measure.crossings import run_crossing_cells
 from lab.measure.handler import run_handler_cells
@@ -43,7 +43,7 @@ def total_steps(ctx: RunContext, cells: list[Cell], crossing_concurrency: tuple[
     cells = [c for c in cells if not ctx.skip_reason(c)]
     probes = len({(c.point.label, c.middleware) for c in cells})
     per_cell = [1 if c.tier == "handler" else ctx.plan.repeats for c in cells]
-    crossings = len(CROSSING_KINDS) * len(crossing_concurrency)
+    crossings = len(crossing_cells(crossing_concurrency))
     if crossing_concurrency and any(c.tier == "handler" and c.variant == "async" for c in cells):
         crossings += 1  # the crossing-counter overhead cell
     return len(ctx.envs) * (probes + sum(per_cell) + crossings) - done
