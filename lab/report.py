@@ -101,6 +101,15 @@ def load_run(run_dir: Path) -> RunData:
                             "repeat": int(md.get("lab_repeat", -1)),
                             "noisy": int(md.get("lab_noisy", 0)),
                             "paired": int(md.get("lab_paired", 0)),
+                            # What limited the cell and what its requests did (probe counts,
+                            # steady state): lab.limits and lab.accounting read these.
+                            "load_busy": float(md.get("load_busy", math.nan)),
+                            "crossings_sync_to_async": int(md.get("crossings_sync_to_async", -1)),
+                            "crossings_async_to_sync": int(md.get("crossings_async_to_sync", -1)),
+                            "crossings_cold": int(md.get("crossings_cold_total", -1)),
+                            "sql_statements": int(md.get("probe_sql_statements", -1)),
+                            "upstream_calls": int(md.get("probe_upstream_calls", -1)),
+                            "db_connections_opened": int(md.get("probe_db_connections_opened", -1)),
                             "remeasured": int(md.get("lab_attempt", 1)) > 1 or truthy(md.get("lab_remeasured", 0)),
                             "endpoint": str(md.get("lab_endpoint", "")),
                             "query": str(md.get("lab_query", "")),
@@ -367,6 +376,9 @@ def markdown(
     if claims is not None and not claims.empty:
         lines += sections.claims_lines(claims)
     lines += sections.summary_lines(table)
+    lines += sections.limit_lines(data.values)
+    lines += sections.work_lines(data.values)
+    lines += sections.accounting_lines(data.values, crossings)
     if axes:
         lines += sections.axes_lines(axes, decided.slo_ms)
     lines += sections.mixes_lines(mixes)

@@ -541,3 +541,115 @@ def setup_lines(cells: dict[str, Any], values: pd.DataFrame, load_share_target: 
                 f"max {upstream.max():.2f}.",
             ]
     return lines
+
+
+def _http_cells(values: pd.DataFrame) -> pd.DataFrame:
+    from lab.limits import cell_means
+
+    if values.empty or "tier" not in values.columns:
+        return pd.DataFrame()
+    http = values[(values["tier"] == "http") & (values["status"] == "ok")]
+    return cell_means(http) if not http.empty else pd.DataFrame()
+
+
+def limit_lines(values: pd.DataFrame) -> list[str]:
+    """Every HTTP cell's binding limit: which bound it reached (CPU, threads, workers,
+    connections, the load generator) and how close, so a reader sees why a variant won."""
+    from lab.limits import limits
+
+    cells = _http_cells(values)
+    if cells.empty:
+        return []
+    bounded = limits(cells)
+    rows = []
+    for r in bounded.sort_values(
+        ["point", "middleware", "variant", "server_spec", "role"], key=lambda c: c.map(point_key) if c.name == "point" else c
+    ).to_dict("records"):
+        label = str(r["point"]) + (f" +{r['middleware']}" if r.get("middleware", "default") != "default" else "")
+        rows.append(
+            [label, str(r["variant"]), str(r["server_spec"]), "3.13t" if r["role"] == "ft" else "3.13",
+             str(int(r["concurrency"])), fmt(float(r["throughput_rps"])), str(r["limit_text"])]
+        )  # fmt: skip
+    return [
+        "",
+        "## What limited each cell",
+        "",
+        "The CPU bound is usable cores × 1000 / server CPU ms per request (with the GIL, one core per server "
+        "process; shared CPUs also pay the load generator's and upstream's CPU); the concurrency bound is Little's "
+        "law, usable slots (threads, workers or connections) / (upstream wait + CPU per request); a load generator "
+        "busy over 80% of its wall time is the limit itself. The binding limit is named when the cell came within "
+        "85% of it (lab/limits.py).",
+        "",
+        *table(
+            ["mix", "variant", "server", "interpreter", "connections", "req/s", "binding limit"],
+            rows,
+            "lllllrl",
+        ),
+    ]
+
+
+def work_lines(values: pd.DataFrame) -> list[str]:
+    """Per mix point and variant, what one request does, from the probe (steady state):
+    crossings, SQL statements, upstream calls, database connections opened. Variants of one
+    point must do the same work; where they do not, it is listed."""
+    cells = _http_cells(values)
+    if cells.empty or "sql_statements" not in cells.columns:
+        return []
+    keys = ["point", "middleware", "variant"]
+    per = cells.groupby(keys, sort=False).first().reset_index()
+    rows, differ = [], []
+    for r in per.sort_values(keys, key=lambda c: c.map(point_key) if c.name == "point" else c).to_dict("records"):
+        def count(key: str, r: dict[Any, Any] = r) -> str:
+            value = r.get(key, -1)
+            return "—" if value is None or value != value or value < 0 else str(int(value))
+
+        label = str(r["point"]) + (f" +{r['middleware']}" if r.get("middleware", "default") != "default" else "")
+        rows.append([label, str(r["variant"]), count("crossings"), count("crossings_cold"), count("sql_statements"),
+                     count("upstream_calls"), count("db_connections_opened")])  # fmt: skip
+    for (point, middleware), g in per.groupby(["point", "middleware"]):
+        for key in ("sql_statements", "upstream_calls"):
+            seen = {v: int(n) for v, n in zip(g["variant"], g[key], strict=True) if n == n and n >= 0}
+            if len(set(seen.values())) > 1:
+                differ.append(f"- {point} ({middleware}): {key} differ: " + ", ".join(f"{v}={n}" for v, n in seen.items()))
+    return [
+        "",
+        "## What one request does, per variant",
+        "",
+        "From the probe pass (each variant rendered twice in-process; the second, steady-state render counted, "
+        "the first shown as cold): sync↔async crossings until the ASGI app returns, SQL statements, upstream HTTP "
+        "calls and database connections opened per request.",
+        "",
+        *table(
+            ["mix", "variant", "crossings", "crossings (cold)", "SQL statements", "upstream calls", "connections opened"],
+            rows,
+            "llrrrrr",
+        ),
+        "",
+        *(differ or ["Every variant of each mix point ran the same SQL statements and upstream calls."]),
+    ]
+
+
+def accounting_lines(values: pd.DataFrame, crossings: pd.DataFrame) -> list[str]:
+    """Where the server CPU of a request goes, per variant (lab/accounting.py)."""
+    from lab.accounting import account, markdown_lines
+
+    cells = _http_cells(values)
+    if cells.empty or crossings.empty:
+        return []
+    cells = cells.rename(columns={"crossings": "crossings_total"}) if "crossings_total" not in cells else cells
+    cells["crossings"] = cells["crossings_total"]
+    result = account(cells, crossings)
+    lines = markdown_lines(result)
+    if not lines:
+        return []
+    return [
+        "",
+        "## Where the server CPU goes (ms per request)",
+        "",
+        "Measured server CPU per request split into what the lab can price: crossings × their measured cost "
+        "(crossing microbenchmarks), upstream client calls × the client's measured cost (an upper bound: it "
+        "includes the simulator's reply), connections opened × connect cost, the server and framework share (an "
+        "empty endpoint, where measured); the rest is shown as the remainder.",
+        "",
+        *lines,
+    ]
