@@ -99,7 +99,7 @@ HELPER = """
 import os, signal, sys, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 parent = os.getppid()
-print("helper ready", flush=True)
+print("helper", "ready", flush=True)  # not the literal text: the log starts with the command
 while os.getppid() == parent:
     time.sleep(0.05)
 time.sleep(0.3)

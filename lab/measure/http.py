@@ -411,7 +411,13 @@ class PointRun:
             "load_error_samples": "; ".join(load["error_samples"]) or "-",
             "load_cpu_s": round(load["cpu_s"], 4),
             # Share of the generator's own wall time spent on its CPU (1.0: it was the bottleneck).
-            "load_busy": round(load["cpu_s"] / load["wall_s"], 4) if load.get("wall_s") else 0.0,
+            "load_busy": round(load["cpu_s"] / (load["wall_s"] * load.get("processes", 1)), 4)
+            if load.get("wall_s")
+            else 0.0,
+            "load_loop": load.get("loop", "-"),
+            "load_clamped": load.get("clamped", 0),
+            "latency_ttfb_p50_ms": load.get("ttfb_us", {}).get("p50", 0) / 1000,
+            "load_events": load.get("events", 0),
             "server_cpu_s": round(usage.cpu_s, 4),
             "upstream_cpu_s": round(upstream_cpu, 4),
             "load_cpu_share": round(load["cpu_s"] / usage.cpu_s, 4) if usage.cpu_s else 0,
