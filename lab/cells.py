@@ -222,12 +222,16 @@ def cells_of(plan: Plan, only_mixes: tuple[str, ...] | None = None) -> list[Cell
 
 def estimate_seconds(plan: Plan, cells: list[Cell], interpreters: int, *, with_crossings: bool = True) -> float:
     """Rough wall time, printed before the run starts."""
-    # pyperf: calibration plus (warmups + values) x min_time per worker, ~1 s start-up each.
-    per_proc = 1.0 + (plan.handler_warmups + plan.handler_values + 2) * plan.handler_min_time
-    pyperf_seconds = plan.handler_processes * per_proc + 2.0
-    # Every crossing/client kind at every caller count, plus the crossing-counter overhead cell.
-    crossing_runs = (len(crossing_cells(plan.crossing_concurrency)) + 1) if with_crossings else 0
-    total = interpreters * pyperf_seconds * crossing_runs
+    # pyperf: per worker process, start-up (~0.35 s measured for the crossing scripts) plus
+    # calibration, warm-ups and values of min_time each.
+    per_proc = 0.35 + (plan.handler_warmups + plan.handler_values + 1) * plan.handler_min_time
+    pyperf_seconds = plan.handler_processes * per_proc + 0.5
+    crossing_seconds = (plan.crossing_processes or plan.handler_processes) * per_proc + 0.5
+    # Every crossing/client kind at the caller counts it needs, plus the crossing-counter
+    # overhead cell (a handler cell).
+    total = 0.0
+    if with_crossings and plan.crossing_concurrency:
+        total += interpreters * (crossing_seconds * len(crossing_cells(plan.crossing_concurrency)) + pyperf_seconds)
     points: set[tuple[str, str, int, float]] = set()
     for cell in cells:
         if cell.tier == "handler":

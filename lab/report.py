@@ -120,6 +120,27 @@ def load_run(run_dir: Path) -> RunData:
     return RunData(run_dir=run_dir, cells=cells, values=pd.DataFrame(rows))
 
 
+def crossing_runs(run_dir: Path) -> pd.DataFrame:
+    """One row per crossing-benchmark value with the pyperf run (worker process) it came from:
+    values of one process are not independent, so intervals are taken over processes."""
+    rows: list[dict[str, Any]] = []
+    for path in sorted((run_dir / "raw" / "crossings").glob("*.json")):
+        for bench in pyperf.BenchmarkSuite.load(str(path)):
+            md = bench.get_metadata()
+            for index, run in enumerate(bench.get_runs()):
+                for value in run.values:  # calibration and warm-up runs have none
+                    rows.append(
+                        {
+                            "kind": md["lab_crossing_kind"],
+                            "concurrency": int(md["lab_concurrency"]),
+                            "role": md["lab_role"],
+                            "run": index,
+                            "us": value * 1e6,
+                        }
+                    )
+    return pd.DataFrame(rows)
+
+
 def crossing_table(run_dir: Path) -> pd.DataFrame:
     """µs per crossing by kind, concurrency and interpreter (mean ± 95% CI over pyperf values)."""
     rows: list[dict[str, Any]] = []
@@ -426,7 +447,7 @@ def render(run_dir: Path, slo_ms: float = DEFAULT_SLO_MS) -> tuple[pd.DataFrame,
     mixes = mix_table(data)
     crossings = crossing_table(run_dir)
     decided = decide(data.values, slo_ms)
-    claims = ledger(data.values, crossings, slo_ms, decided)
+    claims = ledger(data.values, crossings, slo_ms, decided, crossing_runs=crossing_runs(run_dir))
     axes = {
         # By throughput whatever the latency (p95 is printed beside it), like the claims:
         # at 32+ connections most cells are past any SLO on a 2-core box.

@@ -436,6 +436,9 @@ class Plan:
     handler_values: int
     handler_warmups: int
     handler_min_time: float
+    # Worker processes for the crossing microbenchmarks (0: handler_processes): their
+    # intervals are taken over processes, so they need more than the handler tier.
+    crossing_processes: int = 0
     # HTTP tier (real server, load generator over loopback).
     http_concurrency: tuple[int, ...]
     http_duration: float
@@ -527,8 +530,9 @@ class Plan:
             ("slo_ms", float, 0.001),
             ("http_min_requests", int, 0),
             ("http_max_duration", float, 0.0),
+            ("crossing_processes", int, 0),
         ):
-            if key not in table and key in ("slo_ms", "http_min_requests", "http_max_duration"):
+            if key not in table and key in ("slo_ms", "http_min_requests", "http_max_duration", "crossing_processes"):
                 continue
             value = table[key]
             if (

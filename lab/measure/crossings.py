@@ -36,11 +36,12 @@ def run_crossing(
     client = kind.removeprefix("client/")
     script = "bench_clients.py" if client != kind else "bench_crossings.py"
     args = ["--kind", client, "--concurrency", str(concurrency), "--bench-name", bench_name]
-    out, error, record.wall_s = run_pyperf(ctx, env, script, args, tag, ctx.env_vars(env, gil_dir))
+    processes = ctx.plan.crossing_processes or ctx.plan.handler_processes
+    out, error, record.wall_s = run_pyperf(ctx, env, script, args, tag, ctx.env_vars(env, gil_dir), processes)
     if out is None:
         record.status, record.reason = "failed", error
         return record, None
-    judged = ctx.judge(env, gil_dir, expected=ctx.plan.handler_processes + 1)
+    judged = ctx.judge(env, gil_dir, expected=processes + 1)
     record.gil = judged.metadata()
     record.status, record.reason = judged.status, judged.reason
     bench = pyperf.Benchmark.load(str(out))

@@ -21,9 +21,16 @@ from lab.proc import child_env, run_logged, tail
 
 
 def run_pyperf(
-    ctx: RunContext, env: WorkloadEnv, script: str, args: list[str], tag: str, vars_: dict[str, str]
+    ctx: RunContext,
+    env: WorkloadEnv,
+    script: str,
+    args: list[str],
+    tag: str,
+    vars_: dict[str, str],
+    processes: int = 0,
 ) -> tuple[Path | None, str, float]:
-    """Run a pyperf script in the interpreter's environment: (output or None, error, seconds)."""
+    """Run a pyperf script in the interpreter's environment: (output or None, error, seconds).
+    ``processes``: worker processes (0: the plan's handler_processes)."""
     out = ctx.work / "pyperf" / f"{tag}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
@@ -33,7 +40,7 @@ def run_pyperf(
         str(WORKLOADS_DIR / script),
         *args,
         "--processes",
-        str(plan.handler_processes),
+        str(processes or plan.handler_processes),
         "--values",
         str(plan.handler_values),
         "--warmups",
