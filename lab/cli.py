@@ -256,6 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--connections", type=int, nargs="+", default=[1, 8, 32], help="connection counts")
     p.add_argument("--duration", type=float, default=3.0, help="seconds per measurement (max 60)")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds per tool (the cell uses at least 5)")
+    p.add_argument("--processes", type=int, default=1, help="lab.load generator processes")
     p.add_argument(
         "--cell",
         action="store_true",
@@ -500,6 +502,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
             fingerprint=fingerprint,
         )
         try:
+            # What else the machine is doing, recorded with the run: a run started beside
+            # a compile or another benchmark measures both.
+            noise, busy = runner.check_noise()
+            if busy:
+                log.warning("the machine is busy (%s): results will carry that noise", noise)
+            elif not args.quiet:
+                console.print(f"machine before the run: {noise}", highlight=False)
             with progress_reporter(runner.total_steps(), quiet=args.quiet) as runner.on_progress:
                 records = runner.run()
             runner.write(plan_path_note=args.plan)
@@ -553,7 +562,8 @@ def progress_reporter(total: int, *, quiet: bool) -> Iterator[Callable[[str], No
 
         def log_line(message: str) -> None:
             elapsed = time.monotonic() - started_at
-            eta = f", ~{elapsed / done[0] * (total - done[0]) / 60:.1f} min left" if done[0] else ""
+            # Points measured again for noise add steps the total did not know about.
+            eta = f", ~{elapsed / done[0] * max(0, total - done[0]) / 60:.1f} min left" if done[0] else ""
             console.print(f"[{done[0] + 1}/{total}] {message}{eta}", highlight=False)
             done[0] += 1
 

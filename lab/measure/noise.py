@@ -15,6 +15,8 @@ from typing import Any
 
 import psutil
 
+from lab.proc import capture, child_env
+
 # Another process above this CPU share (of one core) while we sample counts as busy.
 BUSY_PROCESS_SHARE = 0.10
 SAMPLE_S = 1.0
@@ -47,9 +49,7 @@ def busy_processes(sample_s: float = SAMPLE_S) -> list[dict[str, Any]]:
 
 def pyperf_system_show() -> str:
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "pyperf", "system", "show"], capture_output=True, text=True, timeout=60, check=False
-        )
+        done = capture([sys.executable, "-m", "pyperf", "system", "show"], env=child_env(), timeout=60)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"unavailable: {exc}"
     return done.stdout.strip()

@@ -16,7 +16,7 @@ from lab.cells import VARIANT_INTERFACE, Cell
 from lab.envs import WORKLOADS_DIR, WorkloadEnv
 from lab.errors import LabError
 from lab.measure.context import RunContext
-from lab.proc import child_env
+from lab.proc import child_env, pinned_to
 from lab.spec import MixPoint, Variant
 
 # Work every variant of a point must do identically (keys the probe may report).
@@ -50,7 +50,14 @@ def probe(
             ",".join(chosen),
         ]
         done = subprocess.run(
-            cmd, cwd=WORKLOADS_DIR, env=child_env(vars_), capture_output=True, text=True, timeout=300, check=False
+            cmd,
+            cwd=WORKLOADS_DIR,
+            env=child_env(vars_),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            preexec_fn=pinned_to(None),  # dies with the lab, like every child (lab.proc)
         )
         if done.returncode != 0:
             where = f"{point.label} on {env.interpreter.spec_name}"
