@@ -58,7 +58,7 @@ def test_claim_verdicts(run: Path) -> None:
     # process are not independent: with no interval over processes C1 cannot be decided.
     assert claims.loc["C1", "gil_verdict"] == "inconclusive"
     assert claims.loc["C1", "ft_verdict"] == "inconclusive"
-    assert "95% interval over 1 processes" in claims.loc["C1", "ft_evidence"]
+    assert "95% interval over 1 processes" in str(claims.loc["C1", "ft_evidence"])
     assert "| C7 " in text
 
 
