@@ -172,14 +172,16 @@ def _values(best: pd.DataFrame, point: str, role: str, variant: str) -> list[flo
     return None if match.empty else list(match.iloc[0]["values"])
 
 
-_CLIENT_RE = re.compile(r"client=([A-Za-z0-9_.-]+)")
-_CLIENT_PART = re.compile(r"[\[(]?[@&,;/ ]?client=[A-Za-z0-9_.-]+[\])]?")
+# The client is named in a label as "client=NAME", or by a mix named "<mix>-with-NAME"
+# (e.g. io-fanout-k-with-aiohttp: the same axis as io-fanout-k, another client).
+_CLIENT_RE = re.compile(r"client=([A-Za-z0-9_.-]+)|-with-([A-Za-z0-9_.]+)(?=@|$)")
+_CLIENT_PART = re.compile(r"[\[(]?[@&,;/ ]?client=[A-Za-z0-9_.-]+[\])]?|-with-[A-Za-z0-9_.]+(?=@|$)")
 
 
 def client_of(point: str) -> str:
     """The HTTP client a mix point's label names (``...client=aiohttp...``); httpx by default."""
     m = _CLIENT_RE.search(point)
-    return m[1] if m else DEFAULT_CLIENT
+    return (m[1] or m[2]) if m else DEFAULT_CLIENT
 
 
 def base_point(point: str) -> str:

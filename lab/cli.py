@@ -385,8 +385,14 @@ def plan_table(plan: Plan, cells: list[Cell], *, with_crossings: bool) -> Table:
         row["variant"][cell.variant] = None
         row["server"][cell.server.spec if cell.server else "in-process (pyperf)"] = None
         row["conc"][str(cell.concurrency)] = None
-    http_repeats = f"{plan.repeats} × {plan.http_duration:g} s"
+    http_repeats = f"{plan.repeats} paired rounds × {plan.http_duration:g} s"
+    if plan.http_min_requests:
+        http_repeats = (
+            f"{plan.repeats} paired rounds × {plan.http_duration:g}-{plan.http_max_duration:g} s "
+            f"(≥{plan.http_min_requests} requests)"
+        )
     handler_repeats = f"{plan.handler_processes} proc × {plan.handler_values} values"
+    crossing_repeats = f"{plan.crossing_processes or plan.handler_processes} proc × {plan.handler_values} values"
     title = f"plan {plan.name}: {len(cells)} cells × 2 interpreters"
     out = Table(title=title)
     for col in ("tier", "mix point", "variant", "server", "concurrency", "repeats"):
@@ -407,7 +413,7 @@ def plan_table(plan: Plan, cells: list[Cell], *, with_crossings: bool) -> Table:
             "-",
             "in-process (pyperf)",
             ", ".join(map(str, plan.crossing_concurrency)),
-            handler_repeats,
+            crossing_repeats,
         )
     return out
 

@@ -381,6 +381,7 @@ def markdown(
             *sections.image("throughput", shown),
         ]
     lines += sections.decision_lines(decided, shown)
+    lines += sections.middleware_lines(data.values)
     lines += noisy_lines(found, table)
     if "latency-percentiles" in shown:
         lines += [

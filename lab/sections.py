@@ -187,11 +187,7 @@ def decision_lines(decided: Decisions, plots: dict[str, str]) -> list[str]:
         if decisions.empty:
             lines += ["", "No variant met the SLO in any mix at the concurrency measured (see p95 below)."]
             continue
-        rows = []
-        for point, g in sorted(decisions.groupby("point"), key=lambda kv: point_key(str(kv[0]))):
-            by_role = {r["role"]: r["verdict"] for r in g.to_dict("records")}
-            rows.append([str(point), by_role.get("gil", "—"), by_role.get("ft", "—")])
-        lines += ["", *table(["mix", "3.13", "3.13t"], rows, "lll", keep=("mix", "3.13", "3.13t"))]
+        lines += ["", *decision_table(decisions)]
     ratios, even = decided.ratios, decided.even
     if not even.empty:
         lines += ["", "## Break-even: where async starts to out-serve sync", ""]
@@ -213,6 +209,72 @@ def decision_lines(decided: Decisions, plots: dict[str, str]) -> list[str]:
             rows.append([str(mix), f"{param}={value} ms", cells.get("gil", "—"), cells.get("ft", "—")])
         header = ["mix", "swept", "3.13 async/sync req/s", "3.13t async/sync req/s"]
         lines += ["", *table(header, rows, "llrr", keep=header[1:])]
+    lines += sensitivity_lines(decided)
+    return lines
+
+
+def decision_table(decisions: pd.DataFrame) -> list[str]:
+    """One row per mix point: each interpreter's verdict with the shapes that decided it."""
+    rows = []
+    for point, g in sorted(decisions.groupby("point"), key=lambda kv: point_key(str(kv[0]))):
+        by_role = {}
+        for r in g.to_dict("records"):
+            shapes = str(r.get("server", "") or "")
+            if r.get("runner_up_server"):
+                shapes += f" vs {r['runner_up_server']}"
+            by_role[r["role"]] = str(r["verdict"]) + (f" ({shapes})" if shapes else "")
+        rows.append([str(point), by_role.get("gil", "—"), by_role.get("ft", "—")])
+    return table(["mix", "3.13", "3.13t"], rows, "lll", keep=("mix", "3.13", "3.13t"))
+
+
+def sensitivity_lines(decided: Decisions) -> list[str]:
+    """The fixed-shape comparison (gthread 1x8 vs one uvicorn worker): how much of a verdict
+    is the server shape. Shown beside the best-against-best verdict, never as it."""
+    from lab.decide import FIXED_SHAPES
+
+    if decided.fixed.empty:
+        return []
+    lines = [
+        "",
+        f"## Sensitivity: the fixed shape ({' vs '.join(FIXED_SHAPES)})",
+        "",
+        "The same decision with every variant held to one shape per interface, as the lab used to compare. "
+        "Where it differs from the map above, the verdict there was about the server shape, not about sync or "
+        "async.",
+        "",
+        *decision_table(decided.fixed),
+    ]
+    for r in decided.even_fixed.to_dict("records") if not decided.even_fixed.empty else []:
+        where = (
+            f"never up to {r['param']}={r['max_value']:g} ms"
+            if math.isnan(r["break_even"])
+            else f"from {r['param']} ≈ {r['break_even']:.1f} ms (interval {interval_text(r)} ms)"
+        )
+        lines.append(f"- At the fixed shape, {r['mix']} on {who(r['role'])}: async ≥ sync {where}.")
+    return lines
+
+
+def middleware_lines(values: pd.DataFrame) -> list[str]:
+    """Decision maps for each non-default middleware stack (e.g. django-default: sessions,
+    CSRF, auth, messages with a logged-in user), each variant at its best shape."""
+    from lab.decide import decision_map
+
+    if values.empty or "middleware" not in values.columns:
+        return []
+    lines: list[str] = []
+    for stack in sorted(set(values["middleware"]) - {"default"}):
+        mine = values[values["middleware"] == stack].assign(middleware="default")
+        decisions = decision_map(mine, math.inf)
+        if decisions.empty:
+            continue
+        lines += [
+            "",
+            f"## Decision map by throughput with the `{stack}` middleware stack",
+            "",
+            "As the default map, on the mix points measured with this stack (each variant at its best shape).",
+            "",
+            *decision_table(decisions),
+        ]
     return lines
 
 
@@ -588,6 +650,14 @@ def limit_lines(values: pd.DataFrame) -> list[str]:
     ]
 
 
+# Crossings per billing request counted by hand (steady state), from the table in
+# workloads/shop/endpoints/billing.py's docstring; the report checks the probe against it.
+BILLING_HAND_COUNT: dict[str, dict[str, int]] = {
+    "default": {"sync": 0, "async": 8, "bridged": 9, "sync-on-asgi": 7},
+    "django-default": {"sync": 0, "async": 19, "bridged": 19, "sync-on-asgi": 16},
+}
+
+
 def work_lines(values: pd.DataFrame) -> list[str]:
     """Per mix point and variant, what one request does, from the probe (steady state):
     crossings, SQL statements, upstream calls, database connections opened. Variants of one
@@ -611,6 +681,22 @@ def work_lines(values: pd.DataFrame) -> list[str]:
             seen = {v: int(n) for v, n in zip(g["variant"], g[key], strict=True) if n == n and n >= 0}
             if len(set(seen.values())) > 1:
                 differ.append(f"- {point} ({middleware}): {key} differ: " + ", ".join(f"{v}={n}" for v, n in seen.items()))
+    hand = []
+    for stack, counts in BILLING_HAND_COUNT.items():
+        measured = per[(per["point"] == "billing") & (per["middleware"] == stack)]
+        got = {str(v): int(n) for v, n in zip(measured["variant"], measured["crossings"], strict=True) if n == n}
+        if not got:
+            continue
+        parts = [
+            f"{variant} {want}" + ("" if got.get(variant, want) == want else f" (measured {got[variant]}: MISMATCH)")
+            for variant, want in counts.items()
+            if variant in got
+        ]
+        verdict = "match" if all(got.get(v, w) == w for v, w in counts.items()) else "do not match"
+        hand.append(
+            f"- Hand count for `billing` with the `{stack}` stack (steady state; the table in "
+            f"workloads/shop/endpoints/billing.py): {', '.join(parts)}; the measured counts {verdict}."
+        )
     return [
         "",
         "## What one request does, per variant",
@@ -626,6 +712,7 @@ def work_lines(values: pd.DataFrame) -> list[str]:
         ),
         "",
         *(differ or ["Every variant of each mix point ran the same SQL statements and upstream calls."]),
+        *(["", *hand] if hand else []),
     ]
 
 
