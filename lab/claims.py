@@ -21,6 +21,10 @@ Inputs, by column:
   without it they fall back to ``crossings`` (over values) and say so.
 - ``decided``: ``lab.decide.Decisions``: ``best`` (point, role, variant, server,
   concurrency, values), ``by_throughput`` (point, role, winner, decided) and ``even``.
+
+Over 400 lines on purpose: seven rules, each with its evidence text and its three outcomes
+in one place next to its ``RULES`` sentence, so a reader checks a rule against its code
+without leaving the module; the shared statistics live in ``lab.stats``.
 """
 
 from __future__ import annotations

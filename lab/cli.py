@@ -5,6 +5,10 @@ exits with the error's code (``lab.errors.EXIT_CODES``, listed in ``--help``). S
 SIGTERM and SIGHUP all stop a run the way Ctrl-C does (children stopped and reaped,
 finished cells kept for a resume) and exit with 130, 143 and 129. Choices are built from
 the ``Literal`` types in ``lab.spec`` so the CLI and the specs never drift.
+
+Over 400 lines on purpose: argparse definitions with their help texts (the user's
+documentation) are most of it; each command's logic is a short function that hands on to its
+stage's module.
 """
 
 from __future__ import annotations
@@ -171,6 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CACHE",
         help="locmem (Django's local-memory cache, default), redis-local (a throwaway redis-server started for "
         "the run; needs Debian's redis-server package) or redis://127.0.0.1:PORT/DB",
+    )
+    p.add_argument(
+        "--db-pool",
+        action="store_true",
+        help="PostgreSQL only: Django's connection pool (OPTIONS['pool'], CONN_MAX_AGE=0) for every variant, the "
+        "fix Django's docs give for ASGI, where each request's sync code runs in a fresh thread and so opens its own "
+        "connection; labelled 'pooled' in every row (default: unpooled, persistent connections per thread)",
     )
     p.add_argument(
         "--variant",
@@ -450,6 +461,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     plan = _plan_from_args(args)
     database = parse_database(args.database)
+    if getattr(args, "db_pool", False) and database.kind != "postgres":
+        raise SpecError(
+            f"--db-pool needs PostgreSQL (--database postgres-local or a postgres:// URL), not {args.database!r}"
+        )
     cache = parse_cache(args.cache)
     only_mixes = None
     if args.mix:
@@ -491,6 +506,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         "mixes": only_mixes,
         "database": args.database,
         "cache": args.cache,
+        "db_pool": bool(getattr(args, "db_pool", False)),
         "django": args.django,
         "interpreters": [str(e.root) for e in envs],
     }
@@ -503,6 +519,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             port=args.port,
             database=database,
             cache=cache,
+            db_pool=bool(getattr(args, "db_pool", False)),
             django=args.django,
             only_mixes=only_mixes,
             fingerprint=fingerprint,

@@ -102,7 +102,7 @@ class Verdict:
 
     def text(self) -> str:
         if not self.runner_up:
-            return f"{self.winner} (only variant within SLO)"
+            return f"{self.winner} (no runner-up: the others are not measured, invalid, too noisy or past the SLO)"
         interval = "" if math.isnan(self.low) else f" [{self.low:.2f}, {self.high:.2f}]"
         if self.decided:
             return f"{self.winner} ×{self.margin:.2f}{interval} over {self.runner_up}"

@@ -41,6 +41,10 @@ class RunData:
     values: pd.DataFrame  # one row per pyperf value
 
 
+# Requests a cell's rounds must add up to before its p99 is shown (10 of them beyond it).
+P99_MIN_REQUESTS = 1000
+
+
 def load_run(run_dir: Path) -> RunData:
     cells_path = run_dir / "cells.json"
     if not cells_path.is_file():
@@ -104,6 +108,9 @@ def load_run(run_dir: Path) -> RunData:
                             # What limited the cell and what its requests did (probe counts,
                             # steady state): lab.limits and lab.accounting read these.
                             "load_busy": float(md.get("load_busy", math.nan)),
+                            "requests": int(md.get("load_requests", 0)),
+                            "database": str(md.get("lab_database", "-")),
+                            "db_pool": str(md.get("lab_db_pool", "unpooled")),
                             "crossings_sync_to_async": int(md.get("crossings_sync_to_async", -1)),
                             "crossings_async_to_sync": int(md.get("crossings_async_to_sync", -1)),
                             "crossings_cold": int(md.get("crossings_cold_total", -1)),
@@ -272,7 +279,12 @@ def summary_table(data: RunData) -> pd.DataFrame:
                     f"{role}_cv": statistics.stdev(rps) / mean if len(rps) > 1 else math.nan,
                     f"{role}_p50_ms": g["p50_ms"].mean(),
                     f"{role}_p95_ms": g["p95_ms"].mean(),
-                    f"{role}_p99_ms": g["p99_ms"].mean(),
+                    # A p99 needs a few samples beyond it: shown only when the cell's rounds
+                    # together measured P99_MIN_REQUESTS requests (10 beyond the p99).
+                    f"{role}_p99_ms": g["p99_ms"].mean()
+                    if "requests" not in g.columns or g["requests"].sum() >= P99_MIN_REQUESTS or g["tier"].iloc[0] != "http"
+                    else math.nan,
+                    f"{role}_requests": int(g["requests"].sum()) if "requests" in g.columns else 0,
                     f"{role}_cpu_ms": g["server_cpu_ms_per_req"].mean(),
                     # One RSS statistic throughout the report: the mean over the cell (the
                     # whole process tree), as the memory axis uses; the peak stays in the CSV.
@@ -338,6 +350,28 @@ def mix_table(data: RunData) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _paired(values: pd.DataFrame) -> bool:
+    return bool("paired" in values.columns and not values.empty and (values["paired"] == 1).any())
+
+
+def _conditions(values: pd.DataFrame) -> str:
+    """The conditions every figure below was measured under, in one line."""
+    if values.empty:
+        return ""
+
+    def seen(column: str, default: str = "-") -> str:
+        if column not in values.columns:
+            return default
+        return ", ".join(sorted({str(v) for v in values[column].dropna()} - {"", "-", "nan"})) or default
+
+    http = values[values["tier"] == "http"] if "tier" in values.columns else values
+    clients = "httpx" + (" and aiohttp (mixes named -with-aiohttp)" if http["point"].str.contains("-with-aiohttp").any() else "")
+    return (
+        f"Conditions: database {seen('database')} ({seen('db_pool', 'unpooled')} connections); HTTP client for "
+        f"external calls {clients}; servers {seen('server_config')}; CPU layout {seen('cpu_layout')}."
+    )
+
+
 # The CLI prints numbers the way the report does.
 _fmt = sections.fmt
 
@@ -364,9 +398,12 @@ def markdown(
     lines = [
         f"# Lab report: {data.run_dir.name}",
         "",
-        f"Plan `{plan.get('name', '?')}`, {plan.get('repeats', '?')} interleaved HTTP repeats; machine "
-        f"{machine.get('cpu_model', '?')}, {machine.get('cpu_count', '?')} CPUs (affinity "
+        f"Plan `{plan.get('name', '?')}`, {plan.get('repeats', '?')} "
+        + ("paired rounds" if _paired(data.values) else "interleaved HTTP repeats")
+        + f"; machine {machine.get('cpu_model', '?')}, {machine.get('cpu_count', '?')} CPUs (affinity "
         f"{machine.get('cpu_affinity', '?')}); lab {machine.get('lab_version', '?')} ({machine.get('lab_commit', '?')}).",
+        "",
+        _conditions(data.values),
     ]
     found = calls(data.values, decided)
     lines += answer_lines(data.values, decided, cells, claims)

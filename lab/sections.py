@@ -628,9 +628,12 @@ def limit_lines(values: pd.DataFrame) -> list[str]:
         ["point", "middleware", "variant", "server_spec", "role"], key=lambda c: c.map(point_key) if c.name == "point" else c
     ).to_dict("records"):
         label = str(r["point"]) + (f" +{r['middleware']}" if r.get("middleware", "default") != "default" else "")
+        rss = float(r.get("rss_mean_mib", math.nan))
+        per_connection = "—" if math.isnan(rss) else f"{rss * 1024 / max(1, int(r['concurrency'])):,.0f}"
         rows.append(
             [label, str(r["variant"]), str(r["server_spec"]), "3.13t" if r["role"] == "ft" else "3.13",
-             str(int(r["concurrency"])), fmt(float(r["throughput_rps"])), str(r["limit_text"])]
+             str(int(r["concurrency"])), fmt(float(r["throughput_rps"])), fmt(rss), per_connection,
+             str(r["limit_text"])]
         )  # fmt: skip
     return [
         "",
@@ -640,12 +643,14 @@ def limit_lines(values: pd.DataFrame) -> list[str]:
         "process; shared CPUs also pay the load generator's and upstream's CPU); the concurrency bound is Little's "
         "law, usable slots (threads, workers or connections) / (upstream wait + CPU per request); a load generator "
         "busy over 80% of its wall time is the limit itself. The binding limit is named when the cell came within "
-        "85% of it (lab/limits.py).",
+        "85% of it (lab/limits.py). Server memory is the mean RSS of its whole process tree; per connection, that "
+        "over the connections held (what many idle connections cost).",
         "",
         *table(
-            ["mix", "variant", "server", "interpreter", "connections", "req/s", "binding limit"],
+            ["mix", "variant", "server", "interpreter", "connections", "req/s", "server RSS MiB", "KiB per connection",
+             "binding limit"],
             rows,
-            "lllllrl",
+            "lllllrrrl",
         ),
     ]
 

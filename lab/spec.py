@@ -3,6 +3,10 @@
 Downstream code takes these dataclasses, never raw dicts. Every loader rejects unknown
 keys and names the file and key, so a typo in a spec fails loudly instead of silently
 falling back to a default.
+
+Over 400 lines on purpose: every user-facing spec (interpreter, mix, plan) with the
+validation that names the bad file, key and value; the checks are the module's reason to
+exist and read best beside the fields they guard.
 """
 
 from __future__ import annotations

@@ -60,9 +60,19 @@ class Runner:
         django: str = "6.1",
         only_mixes: tuple[str, ...] | None = None,
         fingerprint: dict[str, Any] | None = None,
+        db_pool: bool = False,
     ) -> None:
         check_core_budgets(plan.core_budgets)
-        self.ctx = RunContext(plan=plan, envs=envs, stage=stage_dir, database=database, cache=cache, django=django, port=port)
+        self.ctx = RunContext(
+            plan=plan,
+            envs=envs,
+            stage=stage_dir,
+            database=database,
+            cache=cache,
+            django=django,
+            port=port,
+            db_pool=db_pool,
+        )
         self.results = Results.open(stage_dir, fingerprint or {})
         self.cells = cells_of(plan, only_mixes)
         # The crossing microbenchmarks belong to no mix: a run limited to some mixes skips them.

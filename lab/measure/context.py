@@ -59,6 +59,8 @@ class RunContext:
     cache: CacheChoice = LOCMEM
     django: str = "6.1"
     port: int | None = None
+    # PostgreSQL: Django's connection pool for every variant (LAB_DB_POOL in the settings).
+    db_pool: bool = False
     work: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="lab-work-")))
     machine: dict[str, Any] = field(default_factory=machine_metadata)
     # What else the machine was doing when the run started (lab.measure.noise).
@@ -93,6 +95,7 @@ class RunContext:
             **SAME_STACK_ENV,
             **({"LAB_DATABASE_URL": self.database_url, "PSYCOPG_IMPL": "python"} if self.database_url else {}),
             **({"LAB_CACHE_URL": self.cache_url} if self.cache_url else {}),
+            **({"LAB_DB_POOL": "1"} if self.db_pool else {}),
         }
 
     def gil_dir(self, name: str) -> Path:
@@ -142,6 +145,7 @@ class RunContext:
             "lab_variant": cell.variant,
             "lab_middleware": cell.middleware,
             "lab_database": self.database.label,
+            "lab_db_pool": "pooled" if self.db_pool else "unpooled",
             "lab_psycopg_impl": "python" if self.database.kind == "postgres" else "-",
             "lab_cache": self.cache.label,
             "lab_core_budget": cell.cores or len(os.sched_getaffinity(0)),
