@@ -65,6 +65,8 @@ def test_the_noise_summary_names_busy_processes() -> None:
     quiet = {"loadavg": [0.1, 0.1, 0.1], "busy_processes": []}
     text, busy = noise_summary(quiet)
     assert not busy and "other busy processes: none" in text
+    after_a_build = {"loadavg": [1.5, 1.0, 1.0], "busy_processes": []}
+    assert not noise_summary(after_a_build)[1]
     loud = {"loadavg": [3.0, 1.0, 1.0], "busy_processes": [{"pid": 7, "name": "cc1", "cpu_share": 0.93}]}
     text, busy = noise_summary(loud)
     assert busy and "cc1 (pid 7, 93%)" in text

@@ -71,6 +71,8 @@ def noise_summary(noise: dict[str, Any]) -> tuple[str, bool]:
     busy = noise["busy_processes"]
     load1 = noise["loadavg"][0]
     cpus = len(os.sched_getaffinity(0))
-    is_busy = bool(busy) or load1 > 0.5 * cpus
+    # Busy means something else is using CPU now; the load average is context only (right
+    # after the interpreters are built it still remembers the compiler).
+    is_busy = bool(busy)
     who = ", ".join(f"{b['name']} (pid {b['pid']}, {b['cpu_share']:.0%})" for b in busy[:4]) or "none"
     return f"load average {load1:.2f} on {cpus} CPUs; other busy processes: {who}", is_busy
