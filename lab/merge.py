@@ -86,6 +86,7 @@ def stability(wide: pd.DataFrame, runs: list[str], machines: dict[str, str]) -> 
             if math.isnan(a) or math.isnan(b):
                 continue
             change = b / a - 1
+            low, high = r.get(f"{base}:low", math.nan), r.get(f"{base}:high", math.nan)
             rows.append(
                 {
                     **{k: r[k] for k in CELL_KEYS},
@@ -94,9 +95,48 @@ def stability(wide: pd.DataFrame, runs: list[str], machines: dict[str, str]) -> 
                     "ratio_b": b,
                     "change": change,
                     "unstable": abs(change) > STABLE_WITHIN,
+                    "inside": bool(not math.isnan(low) and low <= b <= high),
+                    "noisy": truthy(r.get(f"{base}:noisy", False)) or truthy(r.get(f"{other}:noisy", False)),
                 }
             )
     return pd.DataFrame(rows)
+
+
+def decision_lines(runs: list[Path]) -> list[str]:
+    """Each mix point's decided winner (by throughput, best against best) per run side by
+    side, and whether every run called the same one (a tie is a call too: "≈")."""
+    from lab.decide import decide
+
+    calls: dict[str, dict[tuple[str, str], str]] = {}
+    for run in runs:
+        decided = decide(load_run(run).values).by_throughput
+        calls[run.name] = {
+            (str(r["point"]), str(r["role"])): (str(r["winner"]) if r["decided"] else "≈")
+            for r in (decided.to_dict("records") if not decided.empty else [])
+        }
+    keys = sorted({k for c in calls.values() for k in c}, key=lambda k: (point_key(k[0]), k[1]))
+    if not keys:
+        return []
+    names = list(calls)
+    same = 0
+    rows = []
+    for point, role in keys:
+        cells = [calls[n].get((point, role), "—") for n in names]
+        agree = len(set(cells)) == 1
+        same += agree
+        who = "3.13t" if role == "ft" else "3.13"
+        rows.append(f"| {point} | {who} | " + " | ".join(cells) + f" | {'yes' if agree else '**no**'} |")
+    return [
+        "",
+        "## Decided winner per mix point and run",
+        "",
+        f"The same call in every run for {same} of {len(keys)} mix points and interpreters (by throughput, each "
+        "variant at its best shape; ≈: no variant decided over the runner-up).",
+        "",
+        "| mix | interpreter | " + " | ".join(names) + " | same in every run |",
+        "|---|---|" + "---|" * len(names) + "---|",
+        *rows,
+    ]
 
 
 def claim_lines(runs: list[Path]) -> list[str]:
@@ -143,12 +183,21 @@ def render_combined(runs: list[Path], out: Path, *, allow_mixed: bool = False) -
         lines += [f"- {d}" for d in diffs]
     if not stable.empty:
         flagged = stable[stable["unstable"]]
+        quiet = stable[~stable["noisy"]] if "noisy" in stable.columns else stable
+        quiet_flagged = quiet[quiet["unstable"]]
+        inside = stable["inside"].sum() if "inside" in stable.columns else 0
         lines += [
             "",
             "## Run-to-run stability of 3.13t / 3.13",
             "",
             f"{len(stable) - len(flagged)} of {len(stable)} shared cells agree within {STABLE_WITHIN:.0%}; "
             f"median absolute change {stable['change'].abs().median():.1%}, largest {stable['change'].abs().max():.1%}.",
+            "",
+            f"Cells quotable in every run (not too noisy in any): {len(quiet) - len(quiet_flagged)} of {len(quiet)} "
+            f"agree within {STABLE_WITHIN:.0%}"
+            + (f" (median change {quiet['change'].abs().median():.1%})." if len(quiet) else "."),
+            "",
+            f"A later run's ratio lies inside the first run's 95% interval in {int(inside)} of {len(stable)} cells.",
         ]
         if not flagged.empty:
             lines += ["", f"Cells whose ratio moved by more than {STABLE_WITHIN:.0%}:", ""]
@@ -159,6 +208,7 @@ def render_combined(runs: list[Path], out: Path, *, allow_mixed: bool = False) -
                     f"| {r['runs']} | {r['tier']} | {r['point']} | {r['variant']} | {r['server']} | {r['load']} | "
                     f"{r['concurrency']} | {r['ratio_a']:.2f} | {r['ratio_b']:.2f} | {r['change']:+.1%} |"
                 )
+    lines += decision_lines(runs)
     lines += claim_lines(runs)
     if not wide.empty:
         lines += [
