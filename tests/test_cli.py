@@ -170,7 +170,7 @@ def test_dry_run_lists_cells_and_estimate_and_builds_nothing(
     out = capsys.readouterr().out
     assert "plan smoke: 15 cells × 2 interpreters" in out
     rows = [line for line in out.splitlines() if "│ http" in line]
-    assert len(rows) == 2 and all("8, 16" in r and "2 × 1.5 s" in r for r in rows), rows
+    assert len(rows) == 2 and all("8, 16" in r and "2 paired rounds × 1.5 s" in r for r in rows), rows
     assert any("billing" in r and "gunicorn-gthread:1x4, uvicorn:1" in r for r in rows)
     assert "│ handler   │ template-page" in out
     assert "estimated" in out and "min of measuring" in out
