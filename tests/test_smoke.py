@@ -229,9 +229,15 @@ def test_smoke_compare_writes_pyperf_json_and_table(envs: list[WorkloadEnv], tmp
     assert compared.returncode == 0, compared.stderr
 
     cells = json.loads((run / "cells.json").read_text())
-    # handler: 1 mix x 3 variants, plus the crossing-counter overhead cell; http: 2 mixes x 3 variants;
-    # 8 crossing, baseline and client kinds; each on 2 interpreters.
-    assert len(cells["cells"]) == 2 * (3 + 1 + 6 + 8)
+    # handler: 1 mix x 3 variants, plus the crossing-counter overhead cell; http: 2 mixes x 3 variants
+    # (1 round); every crossing, baseline and client kind at the plan's one caller count; each on 2
+    # interpreters.
+    from lab.cells import crossing_cells
+    from lab.spec import load_plan
+
+    kinds = len(crossing_cells(load_plan("smoke").crossing_concurrency))
+    assert kinds == 14
+    assert len(cells["cells"]) == 2 * (3 + 1 + 6 + kinds)
     assert "Crossing counter overhead" in (run / "report.md").read_text()
     assert (run / "logs").is_dir()
     assert sorted(p.name for p in (run / "raw" / "crossings").glob("*.json")) == [
