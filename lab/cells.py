@@ -220,6 +220,9 @@ def cells_of(plan: Plan, only_mixes: tuple[str, ...] | None = None) -> list[Cell
     return cells
 
 
+SLICE_OVERHEAD_S = 1.0
+
+
 def estimate_seconds(plan: Plan, cells: list[Cell], interpreters: int, *, with_crossings: bool = True) -> float:
     """Rough wall time, printed before the run starts."""
     # pyperf: per worker process, start-up (~0.35 s measured for the crossing scripts) plus
@@ -238,15 +241,18 @@ def estimate_seconds(plan: Plan, cells: list[Cell], interpreters: int, *, with_c
             total += interpreters * pyperf_seconds
             continue
         # A slice per round: warm-up of a few p50s, then long enough for http_min_requests
-        # at the rate Little's law gives with every connection waiting upstream (a guess:
-        # CPU-bound cells are slower than that, so their windows are longer).
+        # at the rate Little's law gives with every connection waiting upstream, capped at
+        # the ~150 req/s a Django cell serves on 2 cores (CPU-bound cells are slower than
+        # Little's law, so their windows are longer). SLICE_OVERHEAD_S: generator start-up,
+        # samplers and the server settling, measured on the 2-core VM (3.1 s per slice real
+        # against 1.5 s estimated before it was counted).
         wait_s = cell.point.nominal_wait_ms / 1000 + 0.01
-        rps = min(cell.concurrency / wait_s, 300.0)
+        rps = min(cell.concurrency / wait_s, 150.0)
         warmup = max(plan.http_warmup, min(5.0, 3 * wait_s))
         duration = plan.http_duration
         if plan.http_min_requests:
             duration = min(plan.http_max_duration, max(plan.http_duration, plan.http_min_requests / rps))
-        total += interpreters * plan.repeats * (warmup + duration + 0.4)
+        total += interpreters * plan.repeats * (warmup + duration + SLICE_OVERHEAD_S)
         points.add((cell.point.label, cell.middleware, cell.cores, cell.rate_fraction))
     # Each mix point starts its servers (one per interpreter and server shape) together:
     # they boot in parallel, stop one after the other.

@@ -486,7 +486,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     cells = cells_of(plan, only_mixes)
     with_crossings = only_mixes is None
     estimate = estimate_seconds(plan, cells, 2, with_crossings=with_crossings)
-    estimate_line = f"plan [bold]{plan.name}[/]: {plan.description}; estimated {estimate / 60:.1f} min of measuring"
+    estimate_line = (
+        f"plan [bold]{plan.name}[/]: {plan.description}; estimated {estimate / 60:.1f} min of measuring"
+        + (", up to twice that where a point's rounds disagree and it is measured again" if plan.repeats > 1 else "")
+    )
     if args.dry_run or not args.quiet:
         # Before any build: what will run, how long it takes, and where the report goes.
         out = table_console if args.dry_run else console

@@ -50,7 +50,7 @@ def describe(exc: BaseException) -> str:
 class Conn(asyncio.Protocol):
     """One TCP connection (a reconnect gets a new one) and the request in flight on it."""
 
-    __slots__ = ("dead", "first", "intended", "measured", "parser", "run", "sent", "t0", "transport")
+    __slots__ = ("answers", "dead", "first", "intended", "measured", "parser", "run", "sent", "t0", "transport")
 
     def __init__(self, run: LoadRun) -> None:
         self.run = run
@@ -62,6 +62,7 @@ class Conn(asyncio.Protocol):
         self.intended = 0.0  # when the request was due (open loop) or started (closed loop)
         self.t0 = 0.0  # when the request was written, or its connect attempt started
         self.first = 0.0  # first byte of the answer
+        self.answers = 0  # responses received on this connection
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -268,8 +269,10 @@ class LoadRun:
                 self._sample(self.samples, f"HTTP {parser.status}")
         else:
             self.counts["warmup"] += 1
-        if parser.close:
-            # gunicorn's sync worker closes after every response: reconnect, not an error.
+        c.answers += 1
+        if parser.close or c.answers == self.p.conn_requests:
+            # gunicorn's sync worker closes after every response, and --conn-requests closes
+            # after N: reconnect, not an error.
             c.dead = True
             self.live.discard(c)
             if c.transport is not None:

@@ -79,6 +79,8 @@ def child_argv(p: LoadParams, loop: Loop) -> list[str]:
         p.method,
         "--think-ms",
         repr(p.think * 1000),
+        "--conn-requests",
+        str(p.conn_requests),
         "--loop",
         loop,
         "--start-at",

@@ -372,6 +372,21 @@ def _conditions(values: pd.DataFrame) -> str:
     )
 
 
+def _machine_noise(cells: dict[str, Any]) -> list[str]:
+    """The machine's own noise before the run (lab.measure.noise), the floor under every spread."""
+    noise = cells.get("machine_noise") or {}
+    steady = noise.get("cpu_steadiness")
+    if not steady:
+        return []
+    return [
+        "",
+        f"Machine before the run: load average {noise.get('loadavg', ['?'])[0]}; CPU speed varied "
+        f"{steady['cv']:.1%} (CV of {steady['windows']} windows of {steady['window_s']:g} s of a fixed loop, "
+        f"slowest {steady['slowest_over_median']:.0%} of the median) with nothing of the lab's running: "
+        "per-round spreads below that are not to be had on this machine.",
+    ]
+
+
 # The CLI prints numbers the way the report does.
 _fmt = sections.fmt
 
@@ -404,6 +419,7 @@ def markdown(
         f"{machine.get('cpu_affinity', '?')}); lab {machine.get('lab_version', '?')} ({machine.get('lab_commit', '?')}).",
         "",
         _conditions(data.values),
+        *_machine_noise(cells),
     ]
     found = calls(data.values, decided)
     lines += answer_lines(data.values, decided, cells, claims)

@@ -454,6 +454,9 @@ class Plan:
     # between http_duration and http_max_duration seconds.
     http_min_requests: int = 0
     http_max_duration: float = 0.0
+    # The load generator closes each connection after this many responses and reconnects
+    # (0: keep alive): see ``lab.load.LoadParams.conn_requests`` for why multi-process shapes need it.
+    http_conn_requests: int = 0
 
     def __post_init__(self) -> None:
         if self.http_max_duration < self.http_duration:
@@ -535,8 +538,10 @@ class Plan:
             ("http_min_requests", int, 0),
             ("http_max_duration", float, 0.0),
             ("crossing_processes", int, 0),
+            ("http_conn_requests", int, 0),
         ):
-            if key not in table and key in ("slo_ms", "http_min_requests", "http_max_duration", "crossing_processes"):
+            optional = ("slo_ms", "http_min_requests", "http_max_duration", "crossing_processes", "http_conn_requests")
+            if key not in table and key in optional:
                 continue
             value = table[key]
             if (

@@ -74,6 +74,7 @@ def test_only_loopback_http_urls(url: str, message: str) -> None:
         ({"headers": ("X-A: b\r\nX-Evil: c",)}, "must be 'Name: value'"),
         ({"headers": ("Content-Length: 3",)}, "set by the load generator"),
         ({"think": 0.1, "rate": 10.0}, "closed loop only"),
+        ({"conn_requests": -1}, "conn_requests must be 0"),
     ],
 )
 def test_bad_parameters_are_refused_with_the_value(kw: dict[str, Any], message: str) -> None:
@@ -133,8 +134,10 @@ def test_the_command_line_round_trips_through_child_processes() -> None:
         headers=("Cookie: a=b", "X-CSRFToken: t"),
         start_at=123.5,
         slot_phase=0.5,
+        conn_requests=7,
     )
     args = build_parser().parse_args(child_argv(p, "asyncio"))
+    assert args.conn_requests == 7
     assert args.loop == "asyncio" and args.processes == 1
     assert (args.url, args.rate, args.timeout, args.method) == (p.url, 50.0, 2.5, "PUT")
     assert bytes.fromhex(args.body_hex) == p.body and tuple(args.header) == p.headers
@@ -453,6 +456,14 @@ class ClosingHandler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+def test_connections_close_after_conn_requests_responses_and_reopen(server: LabTestServer) -> None:
+    result = load(server.url("/ok"), max_requests=200, duration=5, warmup=0, conn_requests=4)
+    assert (result["ok"], result["errors"]) == (200, 0)
+    # 2 connections, each closed by the client after 4 answers and reopened: about 50 connects.
+    assert 50 <= result["connects"] <= 52 and result["reconnects"] >= 49
+    assert result["peak_connections"] == 2 and result["conn_requests"] == 4
 
 
 def test_a_server_closing_after_each_response_is_not_an_error() -> None:

@@ -29,6 +29,7 @@ def test_a_saturated_load_generator_invalidates_the_cell() -> None:
     assert status == "invalid" and reason == "load generator saturated: busy 95% of the cell's wall time"
     status, reason = judge_load(load_md(load_errors=2), ok)
     assert status == "failed" and reason.startswith("2 of 100 requests failed")
+    assert judge_load(load_md(load_ok=0, load_requests=0), ok) == ("failed", "no request completed in the window")
 
 
 def test_a_slice_window_is_sized_by_samples_within_its_bounds() -> None:
@@ -70,6 +71,15 @@ def test_the_noise_summary_names_busy_processes() -> None:
     loud = {"loadavg": [3.0, 1.0, 1.0], "busy_processes": [{"pid": 7, "name": "cc1", "cpu_share": 0.93}]}
     text, busy = noise_summary(loud)
     assert busy and "cc1 (pid 7, 93%)" in text
+
+
+def test_the_cpu_steadiness_is_measured_and_summarised() -> None:
+    from lab.measure.noise import cpu_steadiness, noise_summary
+
+    steady = cpu_steadiness(windows=4, window_s=0.005)
+    assert steady["windows"] == 4 and steady["cv"] >= 0 and 0 < steady["slowest_over_median"] <= 1
+    text, _ = noise_summary({"loadavg": [0.1, 0.1, 0.1], "busy_processes": [], "cpu_steadiness": steady})
+    assert "CPU speed varied" in text and "4 windows of 0.005 s" in text
 
 
 def test_a_cell_is_noisy_when_its_paired_ratios_disagree_not_when_the_machine_drifts() -> None:

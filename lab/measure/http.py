@@ -355,6 +355,8 @@ class PointRun:
             "--header",
             f"Cookie: {CLIENT_COOKIE}",
         ]
+        if ctx.plan.http_conn_requests:
+            load_cmd += ["--conn-requests", str(ctx.plan.http_conn_requests)]
         if cell.open_loop:
             load_cmd += ["--rate", f"{self.open_rates[cell][0]:.3f}"]
         try:
@@ -405,6 +407,7 @@ class PointRun:
             "load_rate_basis": self.open_rates[cell][1] if cell.open_loop else "-",
             "load_unsent": load["unsent"],
             "load_reconnects": load["reconnects"],
+            "load_conn_requests": load.get("conn_requests", 0),
             "load_connections": load["connections"],
             "load_duration_s": load["duration_s"],
             "load_warmup_s": load.get("warmup_s", 0.0),

@@ -1,4 +1,5 @@
-"""The machine's noise before a run: what else is running, load average, CPU frequency policy.
+"""The machine's noise before a run: what else is running, load average, CPU frequency policy,
+and how steady the CPU's own speed is.
 
 Recorded in ``cells.json`` (``machine_noise``) and summarised in one line, with a warning
 when the machine is busy: a run started beside a compile or another benchmark measures
@@ -47,6 +48,35 @@ def busy_processes(sample_s: float = SAMPLE_S) -> list[dict[str, Any]]:
     return sorted(busy, key=lambda b: -b["cpu_share"])
 
 
+# A fixed pure-Python loop timed in short windows, with nothing of ours running: the floor
+# under any per-slice figure. On the 2-core Firecracker VM this lab was built on it varies
+# by ~10% (CV of 0.25 s windows, slowest ~70% of the median) with no other process busy and
+# no steal time reported, i.e. the host's noise, which no measurement design removes.
+STEADY_WINDOW_S = 0.25
+STEADY_WINDOWS = 24
+
+
+def cpu_steadiness(windows: int = STEADY_WINDOWS, window_s: float = STEADY_WINDOW_S) -> dict[str, float]:
+    """CV of a fixed loop's speed over ``windows`` windows, and the slowest over the median."""
+    speeds = []
+    for _ in range(windows):
+        start = time.perf_counter()
+        n = 0
+        while time.perf_counter() - start < window_s:
+            for _ in range(10_000):
+                n += 1
+        speeds.append(n / (time.perf_counter() - start))
+    speeds.sort()
+    mean = sum(speeds) / len(speeds)
+    sd = (sum((v - mean) ** 2 for v in speeds) / (len(speeds) - 1)) ** 0.5
+    return {
+        "cv": round(sd / mean, 4),
+        "slowest_over_median": round(speeds[0] / speeds[len(speeds) // 2], 4),
+        "windows": windows,
+        "window_s": window_s,
+    }
+
+
 def pyperf_system_show() -> str:
     try:
         done = capture([sys.executable, "-m", "pyperf", "system", "show"], env=child_env(), timeout=60)
@@ -62,6 +92,7 @@ def machine_noise() -> dict[str, Any]:
         "loadavg": [round(load1, 2), round(load5, 2), round(load15, 2)],
         "busy_processes": busy,
         "cpu_percent_per_cpu": psutil.cpu_percent(interval=0.5, percpu=True),
+        "cpu_steadiness": cpu_steadiness(),
         "pyperf_system_show": pyperf_system_show(),
     }
 
@@ -75,4 +106,16 @@ def noise_summary(noise: dict[str, Any]) -> tuple[str, bool]:
     # after the interpreters are built it still remembers the compiler).
     is_busy = bool(busy)
     who = ", ".join(f"{b['name']} (pid {b['pid']}, {b['cpu_share']:.0%})" for b in busy[:4]) or "none"
-    return f"load average {load1:.2f} on {cpus} CPUs; other busy processes: {who}", is_busy
+    line = f"load average {load1:.2f} on {cpus} CPUs; other busy processes: {who}"
+    steady = noise.get("cpu_steadiness")
+    if steady:
+        line += "; " + steadiness_text(steady)
+    return line, is_busy
+
+
+def steadiness_text(steady: dict[str, float]) -> str:
+    """One phrase: how much the CPU's own speed moved before the run."""
+    return (
+        f"CPU speed varied {steady['cv']:.1%} (CV of {steady['windows']:.0f} windows of {steady['window_s']:g} s of a "
+        f"fixed loop, slowest {steady['slowest_over_median']:.0%} of the median)"
+    )
