@@ -57,6 +57,7 @@ log = logging.getLogger("lab.measure")
 MAX_ERROR_RATE = 0.01
 # A cell whose load generator was on-CPU for more than this share of its wall time is invalid.
 LOADGEN_SATURATED = 0.9
+NO_REQUEST_COMPLETED = "no request completed in the window"
 # A cell whose per-round 3.13t/3.13 ratios spread by more than this (sd of their logs, about
 # a CV) is "too noisy": its point is measured again once, then it is marked and left out.
 NOISY_CV = 0.10
@@ -118,6 +119,10 @@ def expected_reports(config: ServerConfig, free_threaded: bool) -> int | None:
 
 def judge_load(md: dict[str, Any], judged: GilVerdict) -> tuple[Any, str]:
     errors, requests = md["load_errors"], md["load_requests"]
+    if requests == 0:
+        # Nothing finished inside the window: there is no error rate to quote ("0 of 0").
+        samples = md["load_error_samples"]
+        return "failed", NO_REQUEST_COMPLETED + (f": {samples}" if samples not in ("", "-") else "")
     if md["load_ok"] == 0 or errors > MAX_ERROR_RATE * max(1, requests):
         return "failed", f"{errors} of {requests} requests failed: {md['load_error_samples']}"
     if md["load_busy"] > LOADGEN_SATURATED:
