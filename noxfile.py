@@ -88,6 +88,18 @@ def compare(session: nox.Session) -> None:
 
 
 @nox.session
+def profile(session: nox.Session) -> None:
+    """Measure your own Django project on both interpreters, endpoint by endpoint:
+    ``nox -s profile -- --project PATH --endpoints endpoints.toml`` (``-- --help`` for options).
+
+    PostgreSQL packages are installed only for ``--database postgres-local``.
+    """
+    _system_packages(session, *services_for(list(session.posargs)))
+    session.install("-e", ".")
+    session.run("python", "-m", "lab", "profile", *session.posargs)
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks of the lab's own tools (load generator headroom, wrk cross-check). ``-- --help``."""
     _system_packages(session)

@@ -185,6 +185,21 @@ def _baseline(empty: pd.DataFrame, row: Mapping[str, Any]) -> tuple[dict[str, An
     return {str(k): v for k, v in means.items()}, how
 
 
+def _count_times_cost(
+    component: Component, count: float, cost_ms: float, *, uncounted: str, none: str, unpriced: str, priced: str
+) -> tuple[Component, float, str]:
+    """A component priced as count per request × cost of one: not measured without a count
+    (NaN or negative: the probe did not count) or, when there is something to price, without
+    a cost; zero when the count is zero, whatever the cost."""
+    if math.isnan(count) or count < 0:
+        return component, math.nan, f"{NOT_MEASURED}: {uncounted}"
+    if count == 0:
+        return component, 0.0, none
+    if math.isnan(cost_ms):
+        return component, math.nan, f"{NOT_MEASURED}: {unpriced}"
+    return component, count * cost_ms, priced
+
+
 def _components(
     row: Mapping[str, Any], costs: Costs, baseline: dict[str, Any] | None, how: str, connect_ms: float
 ) -> list[tuple[Component, float, str]]:
@@ -238,31 +253,30 @@ def _components(
     calls, where = upstream_calls(row)
     kind = client_kind(row)
     per_call = costs.client(kind)
-    if math.isnan(calls):
-        out.append(("upstream client", math.nan, f"{NOT_MEASURED}: {where}"))
-    elif calls == 0:
-        out.append(("upstream client", 0.0, "no upstream calls"))
-    elif math.isnan(per_call):
-        out.append(("upstream client", math.nan, f"{NOT_MEASURED}: no client/{kind} benchmark in this run"))
-    else:
-        out.append(
-            (
-                "upstream client",
-                calls * per_call,
-                f"{calls:g} call{'' if calls == 1 else 's'} ({where}) × {per_call * 1000:,.0f} µs "
-                f"(client/{kind}, {costs.callers} caller, wall incl. the simulator's reply)",
-            )
+    out.append(
+        _count_times_cost(
+            "upstream client",
+            calls,
+            per_call,
+            uncounted=where,
+            none="no upstream calls",
+            unpriced=f"no client/{kind} benchmark in this run",
+            priced=f"{calls:g} call{'' if calls == 1 else 's'} ({where}) × {per_call * 1000:,.0f} µs "
+            f"(client/{kind}, {costs.callers} caller, wall incl. the simulator's reply)",
         )
-
+    )
     opened = _number(row, "db_connections_opened")
-    if math.isnan(opened) or opened < 0:
-        out.append(("connections opened", math.nan, f"{NOT_MEASURED}: no probe count of connections opened"))
-    elif opened == 0:
-        out.append(("connections opened", 0.0, "no connections opened"))
-    elif math.isnan(connect_ms):
-        out.append(("connections opened", math.nan, f"{NOT_MEASURED}: {opened:g} per request, no connect cost given"))
-    else:
-        out.append(("connections opened", opened * connect_ms, f"{opened:g} per request × {connect_ms:g} ms connect"))
+    out.append(
+        _count_times_cost(
+            "connections opened",
+            opened,
+            connect_ms,
+            uncounted="no probe count of connections opened",
+            none="no connections opened",
+            unpriced=f"{opened:g} per request, no connect cost given",
+            priced=f"{opened:g} per request × {connect_ms:g} ms connect",
+        )
+    )
 
     measured = _number(row, "server_cpu_ms_per_req")
     known = sum(ms for _, ms, _ in out if not math.isnan(ms))

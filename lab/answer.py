@@ -7,11 +7,10 @@ over the runner-up excludes 1; otherwise a tie, written "sync ≈ async"), and w
 change it (the break-even upstream latency along a latency sweep). Then one line on the
 article's claims.
 
-Noise is used, not only shown: a cell whose repeats scatter by more than ``NOISY_CV`` (the
-coefficient of variation over repeats, either interpreter), or that the measurement marked
-noisy (``lab_noisy`` metadata, when present: the tidy frame's ``noisy`` column), is never
-quoted here; it is listed under
-"too noisy" instead. Reads only DataFrames built by ``lab.report`` and ``lab.decide``.
+Noise is used, not only shown: a cell whose rounds disagree by more than ``lab.stats.NOISY_CV``
+(per-round ratios in paired runs, the CV over repeats on either interpreter otherwise), or
+that the measurement marked noisy (``lab_noisy`` metadata, when present: the tidy frame's
+``noisy`` column), is never quoted here; it is listed under "too noisy" instead. Reads only DataFrames built by ``lab.report`` and ``lab.decide``.
 """
 
 from __future__ import annotations
@@ -26,11 +25,8 @@ import pandas as pd
 
 from lab.decide import Decisions, http_ok, interval_text
 from lab.markup import table as table_lines
-from lab.stats import log_ratio_spread
+from lab.stats import NOISY_CV, log_ratio_spread
 from lab.tables import point_key
-
-# Coefficient of variation over repeats above which a cell is too noisy to quote or decide on.
-NOISY_CV = 0.10
 
 KINDS = ("CPU-bound", "ORM, template and CRUD", "external I/O, sequential", "external I/O, fan-out")
 _BY_ENDPOINT = {"cpu": 0, "orm": 1, "template": 1, "crud": 1, "billing": 2}
@@ -79,7 +75,8 @@ class Call:
         interval = "" if math.isnan(self.low) else f" [{self.low:.2f}, {self.high:.2f}]"
         winner = f"**{self.winner}**" if bold else self.winner
         if not self.runner_up:
-            return f"{winner} (the only variant measured)"
+            # Not bold: with nothing to compare against, nothing was decided.
+            return f"{self.winner} (the only variant measured)"
         if self.decided:
             return f"{winner} ×{self.margin:.2f}{interval} over {self.runner_up}"
         return f"{self.winner} ≈ {self.runner_up} (×{self.margin:.2f}{interval}, a tie)"
@@ -103,20 +100,12 @@ def calls(values: pd.DataFrame, decided: Decisions) -> list[Call]:
             spread = log_ratio_spread(list(top2[0]["values"]), list(top2[1]["values"]))
             if spread > NOISY_CV:
                 reasons.append(f"per-round margins spread {spread:.1%}")
+        # Unpaired runs: each side's repeats. (A cell's ``noisy`` flag is about its 3.13t / 3.13
+        # ratio, not this verdict: see lab.decide.http_ok.)
         for b in top2:
             spread = cv(list(b["values"]))
             if not paired and spread > NOISY_CV:
                 reasons.append(f"{b['variant']} CV {spread:.1%}")
-            cell = ok[
-                (ok["point"] == b["point"])
-                & (ok["role"] == b["role"])
-                & (ok["variant"] == b["variant"])
-                & (ok["concurrency"] == b["concurrency"])
-            ]
-            if "server_spec" in ok.columns:
-                cell = cell[cell["server_spec"] == b["server"]]
-            if "noisy" in cell.columns and cell["noisy"].map(truthy).any():
-                reasons.append(f"{b['variant']} marked noisy by the measurement")
         runner_up = str(ranked.iloc[1]["variant"]) if len(ranked) > 1 else ""
         out.append(
             Call(
@@ -177,7 +166,17 @@ def role_summary(found: list[Call]) -> str:
         return quotable[0].text() + mixes
     decided = [c for c in quotable if c.decided]
     if not decided:
-        return "a tie in every mix: " + "; ".join(f"{c.point}: {c.text()}" for c in quotable) + aside
+        # Undecided is a tie only where a runner-up was measured; a variant alone is said as such.
+        ties = [c for c in quotable if c.runner_up]
+        alone = [c for c in quotable if not c.runner_up]
+        parts = []
+        if ties:
+            scope = "in every mix" if not alone else "wherever two or more variants were measured"
+            parts.append(f"a tie {scope}: " + "; ".join(f"{c.point}: {c.text()}" for c in ties))
+        if alone:
+            where = ", ".join(f"{c.point} ({c.winner})" for c in alone)
+            parts.append(f"only one variant measured in {where}" if ties else f"only one variant measured in each mix: {where}")
+        return "; ".join(parts) + aside
     top, wins = Counter(c.winner for c in decided).most_common(1)[0]
     won = [c for c in decided if c.winner == top]
     others = [c for c in quotable if c not in won]
@@ -241,9 +240,12 @@ def answer_lines(
     decided: Decisions,
     cells: dict[str, Any],
     claims: pd.DataFrame | None = None,
+    *,
+    found: list[Call] | None = None,
 ) -> list[str]:
-    """The report's opening section: what to run, how sure, what would change it."""
-    found = calls(values, decided)
+    """The report's opening section: what to run, how sure, what would change it.
+    ``found``: ``calls(values, decided)`` when the caller computed them already."""
+    found = calls(values, decided) if found is None else found
     if not found:
         return ["", "## The answer", "", "This run has no valid HTTP cells to decide on (see the tables below)."]
     ok = http_ok(values)
@@ -301,7 +303,7 @@ def noisy_lines(found: list[Call], table: pd.DataFrame) -> list[str]:
             if r.get("flagged"):
                 why.append("marked noisy by the measurement")
             if r.get("remeasured"):
-                why.append("re-measured once")
+                why.append("its point measured again")
             ratio = "—" if math.isnan(r["ft_over_gil"]) else f"{r['ft_over_gil']:.2f}"
             where = f"{r['variant']} on {r['server']}, concurrency {r['concurrency']}"
             rows.append([f"{r['tier']} cell 3.13t / 3.13", r["point"], f"{ratio} ({where})", "; ".join(why)])

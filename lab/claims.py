@@ -24,22 +24,24 @@ Inputs, by column:
 
 Over 400 lines on purpose: seven rules, each with its evidence text and its three outcomes
 in one place next to its ``RULES`` sentence, so a reader checks a rule against its code
-without leaving the module; the shared statistics live in ``lab.stats``.
+without leaving the module. The numbers the rules read live elsewhere: crossing costs, their
+intervals over processes and crossing shares in ``lab.crossingstats``, ratios and intervals
+in ``lab.stats``.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import statistics
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from lab.decide import SWEEP_RE, Decisions, decide, http_ok
-from lab.stats import ratio_ci, t95
+from lab.crossingstats import Share, crossing_shares, difference, endpoints, kind_counts, ratio, sample
+from lab.decide import SWEEP_RE, Decisions, decide
+from lab.stats import ratio_ci
 
 CLAIMS: dict[str, str] = {
     "C1": "each sync_to_async crossing has a measurable per-call cost",
@@ -203,131 +205,7 @@ def _external(point: str) -> bool:
     return mix_of(point).startswith(EXTERNAL_PREFIXES)
 
 
-# -- crossing measurements: per-process where available --------------------------
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One crossing kind at one caller count on one interpreter (µs)."""
-
-    mean: float
-    half: float  # 95% half-width; nan when unknown
-    runs: tuple[float, ...]  # per-process means; empty when only the summary is known
-
-    @property
-    def basis(self) -> str:
-        return f"over {len(self.runs)} processes" if self.runs else "over pyperf values, not processes"
-
-
-def _sample(
-    crossings: pd.DataFrame, runs: pd.DataFrame | None, kind: str, concurrency: int, role: str
-) -> Sample | None:
-    if runs is not None and not runs.empty:
-        mine = runs[(runs["kind"] == kind) & (runs["concurrency"] == concurrency) & (runs["role"] == role)]
-        if not mine.empty:
-            # Average within each process first: a process's values share its warm-up,
-            # allocator and scheduling, so only process means are independent draws.
-            means = tuple(float(v) for v in mine.groupby("run")["us"].mean())
-            mean = statistics.fmean(means)
-            half = math.nan
-            if len(means) > 1:
-                half = t95(len(means) - 1) * statistics.stdev(means) / math.sqrt(len(means))
-            return Sample(mean, half, means)
-    if crossings.empty or f"{role}_us" not in crossings:
-        return None
-    row = crossings[(crossings["kind"] == kind) & (crossings["concurrency"] == concurrency)]
-    if row.empty or pd.isna(row.iloc[0][f"{role}_us"]):
-        return None
-    return Sample(float(row.iloc[0][f"{role}_us"]), float(row.iloc[0][f"{role}_ci"]), ())
-
-
-def _difference(a: Sample, b: Sample) -> tuple[float, float, float]:
-    """a - b with a 95% interval: Welch's t over process means (the two kinds ran in
-    different processes, so nothing pairs them), else the two half-widths combined."""
-    diff = a.mean - b.mean
-    if len(a.runs) > 1 and len(b.runs) > 1:
-        va, vb = statistics.variance(a.runs) / len(a.runs), statistics.variance(b.runs) / len(b.runs)
-        se = math.sqrt(va + vb)
-        if se == 0:
-            return diff, diff, diff
-        dof = (va + vb) ** 2 / (va**2 / (len(a.runs) - 1) + vb**2 / (len(b.runs) - 1))
-        half = t95(max(1, math.floor(dof))) * se
-    else:
-        half = math.hypot(a.half, b.half)
-    return diff, diff - half, diff + half
-
-
-def _ratio(a: Sample, b: Sample) -> tuple[float, float, float]:
-    """a / b with a 95% interval: Welch's t on the log of the ratio of process means (delta
-    method; separate benchmarks, so no pairing), else from the two half-widths."""
-    ratio = a.mean / b.mean
-    if len(a.runs) > 1 and len(b.runs) > 1:
-        va = statistics.variance(a.runs) / len(a.runs) / a.mean**2
-        vb = statistics.variance(b.runs) / len(b.runs) / b.mean**2
-        if va + vb == 0:
-            return ratio, ratio, ratio
-        dof = (va + vb) ** 2 / (va**2 / (len(a.runs) - 1) + vb**2 / (len(b.runs) - 1))
-        rel = t95(max(1, math.floor(dof))) * math.sqrt(va + vb)
-    else:
-        rel = math.hypot(a.half / a.mean, b.half / b.mean)
-    return ratio, ratio * math.exp(-rel), ratio * math.exp(rel)
-
-
 # -- C1 -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    label: str  # "billing bridged"
-    crossings: int
-    per_request_ms: float  # server CPU (or p50) per request, mean over repeats
-    low_ms: float
-    high_ms: float
-    basis: str  # "server CPU" or "p50 latency"
-
-
-def _count_column(df: pd.DataFrame) -> str | None:
-    return next((c for c in ("crossings_total", "crossings") if c in df.columns), None)
-
-
-def _best_rows(df: pd.DataFrame, best: pd.DataFrame, role: str) -> Iterable[tuple[str, str, pd.DataFrame]]:
-    """Per point and variant on one interpreter: the tidy rows of its best shape (all its
-    valid closed-loop rows when no best shape is known)."""
-    ok = http_ok(df)
-    if ok.empty:
-        return
-    ok = ok[ok["role"] == role]
-    for (point, variant), g in ok.groupby(["point", "variant"]):
-        chosen = g
-        if not best.empty:
-            b = best[(best["point"] == point) & (best["role"] == role) & (best["variant"] == variant)]
-            if not b.empty and "server_spec" in g.columns:
-                at = g[(g["server_spec"] == b.iloc[0]["server"]) & (g["concurrency"] == b.iloc[0]["concurrency"])]
-                chosen = at if not at.empty else g
-        yield str(point), str(variant), chosen
-
-
-def endpoints(df: pd.DataFrame, best: pd.DataFrame, role: str) -> list[Endpoint]:
-    """Endpoints (point and variant) with at least one crossing per request, and their time per request."""
-    column = _count_column(df)
-    if df.empty or column is None:
-        return []
-    out = []
-    for point, variant, rows in _best_rows(df, best, role):
-        count = int(rows[column].max())
-        if count <= 0:
-            continue
-        basis, values = "server CPU", []
-        if "server_cpu_ms_per_req" in rows.columns:
-            values = [float(v) for v in rows["server_cpu_ms_per_req"] if v > 0 and math.isfinite(v)]
-        if not values and "p50_ms" in rows.columns:
-            basis, values = "p50 latency", [float(v) for v in rows["p50_ms"] if v > 0 and math.isfinite(v)]
-        if not values:
-            continue
-        mean = statistics.fmean(values)
-        half = t95(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
-        out.append(Endpoint(f"{point} {variant}", count, mean, max(mean - half, 1e-9), mean + half, basis))
-    return out
 
 
 def _doc_check(path: str, low: float, high: float, cost: float) -> str:
@@ -347,13 +225,13 @@ def c1(
     best: pd.DataFrame | None = None,
     runs: pd.DataFrame | None = None,
 ) -> Finding:
-    direct = _sample(crossings, runs, "direct", 1, role)
+    direct = sample(crossings, runs, "direct", 1, role)
     paths = {
         "request": ("sync_to_async-request", "in-request (own context, warm thread)"),
         "cold": ("sync_to_async-cold", "cold (fresh context per call)"),
         "global": ("sync_to_async", "global executor (no request context)"),
     }
-    hops = {path: _sample(crossings, runs, kind, 1, role) for path, (kind, _) in paths.items()}
+    hops = {path: sample(crossings, runs, kind, 1, role) for path, (kind, _) in paths.items()}
     if all(h is None for h in hops.values()):
         return Finding("not measured", "no sync_to_async crossing benchmarks (plan.crossing_concurrency)")
     if direct is None:
@@ -363,7 +241,7 @@ def c1(
     for path, hop in hops.items():
         if hop is None:
             continue
-        cost, low, high = costs[path] = _difference(hop, direct)
+        cost, low, high = costs[path] = difference(hop, direct)
         text = f"{paths[path][1]} {cost:.1f}{_interval(low, high, 1)} µs"
         if path in DJANGO_DOC_US:
             text += f" ({_doc_check(path, low, high, cost)})"
@@ -382,21 +260,14 @@ def c1(
     if not shown:
         return Finding("inconclusive", evidence + "; no HTTP endpoint with counted crossings to weigh them against")
 
-    shares = []
-    for e in shown:
-        # A request's first crossing starts its context's thread (cold); the rest reuse it.
-        cost_us = [cold[i] + (e.crossings - 1) * warm[i] for i in range(3)]
-        share = cost_us[0] / 1000 / e.per_request_ms
-        low, high = cost_us[1] / 1000 / e.high_ms, cost_us[2] / 1000 / e.low_ms
-        shares.append((share, low, high, e))
-    shares.sort(key=lambda s: s[0], reverse=True)
-    above = [s for s in shares if s[1] > SHARE_SUPPORTED]
-    below = [s for s in shares if s[2] < SHARE_REFUTED]
+    shares = crossing_shares(shown, cold, warm)
+    above = [s for s in shares if s.low > SHARE_SUPPORTED]
+    below = [s for s in shares if s.high < SHARE_REFUTED]
 
-    def show(s: tuple[float, float, float, Endpoint]) -> str:
-        share, low, high, e = s
-        bounds = "" if math.isnan(low) else f" [{low:.1%}, {high:.1%}]"
-        return f"{e.label} {e.crossings} crossings = {share:.1%}{bounds} of {e.per_request_ms:.2f} ms {e.basis}"
+    def show(s: Share) -> str:
+        e = s.endpoint
+        bounds = "" if math.isnan(s.low) else f" [{s.low:.1%}, {s.high:.1%}]"
+        return f"{e.label} {e.crossings} crossings = {s.share:.1%}{bounds} of {e.per_request_ms:.2f} ms {e.basis}"
 
     listed = [show(s) for s in shares[:3]] + ([f"… lowest {show(shares[-1])}"] if len(shares) > 3 else [])
     evidence += (
@@ -433,38 +304,33 @@ def _equivalence_verdict(ratio: float, low: float, high: float, margin: float, s
     return "inconclusive"
 
 
-def _kind_counts(crossings: pd.DataFrame, runs: pd.DataFrame | None, prefix: str) -> list[int]:
-    frames = [f for f in (crossings, runs) if f is not None and not f.empty and "kind" in f]
-    return sorted({int(c) for f in frames for c in f[f["kind"].astype(str).str.startswith(prefix)]["concurrency"]})
-
-
 def c2(crossings: pd.DataFrame, role: str, runs: pd.DataFrame | None = None) -> Finding:
     # The global-executor pair: what the lab measured before, kept as a labelled row.
     glob = ""
-    top_global = [c for c in _kind_counts(crossings, runs, "sync_to_async") if c >= 2]
+    top_global = [c for c in kind_counts(crossings, runs, "sync_to_async") if c >= 2]
     if top_global:
         c = top_global[-1]
         on, off = (
-            _sample(crossings, runs, "sync_to_async", c, role),
-            _sample(crossings, runs, "sync_to_async-ts-off", c, role),
+            sample(crossings, runs, "sync_to_async", c, role),
+            sample(crossings, runs, "sync_to_async-ts-off", c, role),
         )
         if on is not None and off is not None:
-            r, lo, hi = _ratio(on, off)
+            r, lo, hi = ratio(on, off)
             glob = (
                 f"global executor, {c} callers, no request context (not decisive): on {on.mean:.1f} vs off "
                 f"{off.mean:.1f} µs/call, on/off = {r:.2f}{_interval(lo, hi)}"
             )
-    callers = [c for c in _kind_counts(crossings, runs, "request-gather-") if c >= 2]
+    callers = [c for c in kind_counts(crossings, runs, "request-gather-") if c >= 2]
     if not callers:
         return Finding("not measured", "; ".join(p for p in ("request-gather kinds need 2 or more callers", glob) if p))
     top = callers[-1]
     findings, parts = [], []
     for work, words in (("py", "pure-Python helpers"), ("release", "GIL-releasing helpers (sha256 of 1 MiB)")):
-        on = _sample(crossings, runs, f"request-gather-ts-on-{work}", top, role)
-        off = _sample(crossings, runs, f"request-gather-ts-off-{work}", top, role)
+        on = sample(crossings, runs, f"request-gather-ts-on-{work}", top, role)
+        off = sample(crossings, runs, f"request-gather-ts-off-{work}", top, role)
         if on is None or off is None:
             continue
-        r, lo, hi = _ratio(on, off)
+        r, lo, hi = ratio(on, off)
         verdict = _equivalence_verdict(r, lo, hi, C2_EQUIVALENCE, slower_supports=True)
         findings.append(verdict)
         parts.append(

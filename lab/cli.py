@@ -296,7 +296,76 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="combine runs whose interpreters differ in version or build profile (the difference is stated)",
     )
+    _add_advise_parser(sub, common)
+    _add_profile_parser(sub, common)
     return parser
+
+
+# The profile's numbers on the command line (lab.advise.Profile's fields, per request).
+ADVISE_NUMBERS = {
+    "--cpu-ms": "server CPU ms per request of the sync version (required without --profile)",
+    "--queries": "SQL queries per request",
+    "--crossings": "sync/async crossings per request of the async version",
+    "--upstream-calls": "external HTTP calls per request",
+    "--upstream-ms": "latency of one external call, ms",
+    "--fanout": "external calls made at once (1: one after the other)",
+    "--db-connections": "database connections the async version opens per request (0 with a pool)",
+}
+
+
+def _add_advise_parser(sub: Any, common: dict[str, Any]) -> None:
+    """``lab advise``: the explainable async/sync model of lab.advise, applied to a profile."""
+    p = sub.add_parser(
+        "advise",
+        help="advise sync or async for an endpoint's profile, from a model fitted on measured runs",
+        description="Fit, per interpreter, log(async/sync throughput) as a line in the endpoint's standardised "
+        "profile over the mix points the runs measured with both variants; print the expected winner, the ratio "
+        "with an interval from held-out errors (leave-one-mix-point-out), the nearest measured cells and the single "
+        "change that would flip or most move the decision. Give --profile FILE.json (keys: cpu_ms, queries, "
+        "crossings, upstream_calls, upstream_ms, fanout, db_connections, client) or the numbers.",
+        **common,
+    )
+    p.add_argument("--run", action="append", required=True, type=Path, help="run directory (repeatable)")
+    p.add_argument("--profile", dest="profile_file", type=Path, default=None, help="the profile as a JSON object")
+    for flag, text in ADVISE_NUMBERS.items():
+        p.add_argument(flag, dest=_dest(flag), default=None, metavar="N", help=text)
+    # Checked by lab.advise.Profile against its Client type (importing it here would load pandas).
+    p.add_argument("--client", default=None, help="async HTTP client of the external calls: httpx (default) or aiohttp")
+
+
+def _add_profile_parser(sub: Any, common: dict[str, Any]) -> None:
+    """``lab profile``: a user's own Django project measured on both interpreters (lab.profile)."""
+    p = sub.add_parser(
+        "profile",
+        help="measure your own Django project's endpoints on both interpreters, WSGI and ASGI",
+        description="Install the project's requirements on 3.13 and 3.13t (naming packages with no wheel or that "
+        "re-enable the GIL), migrate a throwaway database, run the setup command, check every endpoint's status, "
+        "count its work per request (CPU, SQL, crossings, connections), then measure it under gunicorn (WSGI) and "
+        "uvicorn (ASGI, and the async 'after' path where given) in paired rounds; writes results/<run-id>/.",
+        **common,
+    )
+    _add_interpreter_options(p)
+    p.add_argument("--project", type=Path, required=True, help="the Django project's directory (on PYTHONPATH)")
+    p.add_argument("--endpoints", type=Path, required=True, help="the endpoints TOML ([project] and [[endpoint]])")
+    p.add_argument(
+        "--database",
+        default="sqlite",
+        metavar="DB",
+        help="sqlite (a throwaway file, default), postgres-local (a throwaway PostgreSQL) or "
+        "postgres://USER@127.0.0.1:PORT/DB (loopback only; migrated and set up by the lab)",
+    )
+    p.add_argument("--rounds", type=int, default=3, help="paired rounds per slice (default: %(default)s)")
+    p.add_argument("--duration", type=float, default=2.0, help="seconds per slice (default: %(default)s)")
+    p.add_argument("--warmup", type=float, default=0.5, help="warm-up seconds per slice (default: %(default)s)")
+    p.add_argument("--connections", type=int, default=8, help="concurrent connections (default: %(default)s)")
+    p.add_argument(
+        "--count-requests",
+        type=int,
+        default=20,
+        help="sequential requests per endpoint form in the counting pass (default: %(default)s)",
+    )
+    p.add_argument("--results-dir", type=Path, default=REPO_ROOT / "results", help="where run directories go")
+    p.add_argument("--run-id", default=None, help="name of the run directory (default: UTC timestamp and 'profile')")
 
 
 def resolve_interpreters(args: argparse.Namespace) -> list[Interpreter]:
@@ -575,6 +644,10 @@ def _journaled_cells(stage: Path) -> int:
     return max(0, len(path.read_text().splitlines()) - 1) if path.is_file() else 0
 
 
+# How lab.measure.http names a step of a point measured again because its rounds disagreed.
+REMEASURE_MARK = "again: noisy"
+
+
 @contextlib.contextmanager
 def progress_reporter(total: int, *, quiet: bool) -> Iterator[Callable[[str], None]]:
     """Yield a callback that advances a rich progress bar (cells done/total, ETA)."""
@@ -585,12 +658,15 @@ def progress_reporter(total: int, *, quiet: bool) -> Iterator[Callable[[str], No
         # Logs (CI, nohup): one line per step with an ETA instead of a redrawn bar.
         started_at = time.monotonic()
         done = [0]
+        steps = [total]
 
         def log_line(message: str) -> None:
             elapsed = time.monotonic() - started_at
-            # Points measured again for noise add steps the total did not know about.
-            eta = f", ~{elapsed / done[0] * max(0, total - done[0]) / 60:.1f} min left" if done[0] else ""
-            console.print(f"[{done[0] + 1}/{total}] {message}{eta}", highlight=False)
+            # A point measured again for noise adds its steps to the total as they come.
+            if REMEASURE_MARK in message:
+                steps[0] += 1
+            eta = f", ~{elapsed / done[0] * max(0, steps[0] - done[0]) / 60:.1f} min left" if done[0] else ""
+            console.print(f"[{done[0] + 1}/{steps[0]}] {message}{eta}", highlight=False)
             done[0] += 1
 
         yield log_line
@@ -610,6 +686,8 @@ def progress_reporter(total: int, *, quiet: bool) -> Iterator[Callable[[str], No
 
         def on_progress(message: str) -> None:
             # Called as each step starts: the previous one is then done.
+            if REMEASURE_MARK in message:
+                progress.update(task, total=(progress.tasks[0].total or total) + 1)
             if started[0]:
                 progress.advance(task)
             started[0] = True
@@ -747,6 +825,51 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_advise(args: argparse.Namespace) -> int:
+    from lab.advise import Profile, advice_lines, build_models, load_values, number, profile_from
+
+    given = {flag: getattr(args, _dest(flag)) for flag in ADVISE_NUMBERS if getattr(args, _dest(flag)) is not None}
+    if args.profile_file is not None and (given or args.client):
+        raise SpecError("give --profile or the numbers, not both")
+    if args.profile_file is not None:
+        profile = Profile.from_json(args.profile_file)
+    elif "--cpu-ms" not in given:
+        raise SpecError("give --profile FILE.json or the profile's numbers (at least --cpu-ms)")
+    else:
+        values = {_dest(flag)[len("advise_") :]: number(flag, text) for flag, text in given.items()}
+        profile = profile_from(values, args.client)
+    models = build_models(load_values(args.run))
+    print("\n".join(advice_lines(models, profile)))
+    return 0
+
+
+def _dest(flag: str) -> str:
+    return "advise_" + flag.removeprefix("--").replace("-", "_")
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from lab.profile import ProfilePlan, check_before_building, load_profile_spec, run_profile
+
+    spec = load_profile_spec(args.endpoints, args.project)
+    plan = ProfilePlan(
+        rounds=args.rounds,
+        duration_s=args.duration,
+        warmup_s=args.warmup,
+        connections=args.connections,
+        count_requests=args.count_requests,
+    )
+    run_id = args.run_id or f"{datetime.now(UTC):%Y%m%d-%H%M%S}-profile"
+    check_before_building(plan, args.database, args.results_dir, run_id)  # bad options fail before any build
+    interps = resolve_interpreters(args)
+    final, cells = run_profile(spec, interps, plan, database=args.database, results_dir=args.results_dir, run_id=run_id)
+    console.print(f"wrote {final / 'report.md'}")
+    bad = [c for c in cells if c.status != "ok"]
+    if bad:
+        detail = "; ".join(f"{c.endpoint} {c.form} on {c.interpreter}: {c.status} ({c.reason})" for c in bad[:3])
+        raise MeasurementFailed(f"{len(bad)} of {len(cells)} cells not ok: {detail}")
+    return 0
+
+
 @contextlib.contextmanager
 def stop_signals() -> Iterator[None]:
     """SIGINT, SIGTERM and SIGHUP raise ``Interrupted`` in the main thread, so each runs the
@@ -797,6 +920,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         handlers=[RichHandler(console=console, show_path=False, show_time=False)],
     )
     commands = {"interpreters": cmd_interpreters, "compare": cmd_compare, "report": cmd_report, "bench": cmd_bench}
+    commands["advise"] = cmd_advise
+    commands["profile"] = cmd_profile
     with stop_signals():
         try:
             # Every process group a command starts is killed when the lab exits, whichever way.

@@ -26,6 +26,12 @@ DEFAULT_SLO_MS = 100.0
 SWEEP_RE = re.compile(r"^(?P<mix>[^@]+)@(?P<param>[^=]+)=(?P<value>\d+)$")
 
 
+# What "no runner-up" means, said once under a decision table rather than in every row.
+NO_RUNNER_UP = (
+    "No runner-up: the other variants of that mix point were not measured, invalid, too noisy to quote or past "
+    "the SLO, so there is no margin to call."
+)
+
 # The one shape per interface the lab used to compare at (gthread 1x8 against one uvicorn
 # worker): kept as a sensitivity row beside the best-against-best verdict, never as it.
 FIXED_SHAPES = ("gunicorn-gthread:1x8", "uvicorn:1")
@@ -34,12 +40,16 @@ FIXED_SHAPES = ("gunicorn-gthread:1x8", "uvicorn:1")
 def http_ok(df: pd.DataFrame) -> pd.DataFrame:
     """Valid closed-loop HTTP cells with the default middleware, at the largest core budget
     measured (the whole box); other budgets and open-loop cells have their own tables.
-    Cells whose rounds stayed too noisy after a re-measure (``noisy``) are left out."""
+
+    Cells the measurement marked ``noisy`` stay in: that flag is about their 3.13t / 3.13
+    ratio (rounds of two interpreters), which the headline leaves out. A verdict between
+    variants on one interpreter has its own noise, the spread of its per-round margins, and
+    ``lab.answer`` leaves out the verdicts where that is too large. Dropping the cells here
+    (as the lab did up to 2026-12-01) removed, e.g., every ORM cell from the decision map of a
+    run whose ORM margins were steady on both interpreters."""
     if df.empty:
         return df
     df = df[(df["tier"] == "http") & (df["status"] == "ok") & (df["middleware"] == "default")]
-    if "noisy" in df.columns:
-        df = df[df["noisy"] != 1]
     if "load_mode" in df.columns:
         df = df[df["load_mode"] == "closed"]
     if "cores" in df.columns and not df.empty:
@@ -102,7 +112,8 @@ class Verdict:
 
     def text(self) -> str:
         if not self.runner_up:
-            return f"{self.winner} (no runner-up: the others are not measured, invalid, too noisy or past the SLO)"
+            # Short, as it repeats in every such row; the report explains it once (NO_RUNNER_UP).
+            return f"{self.winner}; no runner-up"
         interval = "" if math.isnan(self.low) else f" [{self.low:.2f}, {self.high:.2f}]"
         if self.decided:
             return f"{self.winner} ×{self.margin:.2f}{interval} over {self.runner_up}"
@@ -132,6 +143,7 @@ def decision_map(
                 "point": point,
                 "role": role,
                 "winner": top["variant"],
+                "runner_up": verdict.runner_up,  # "" when no other variant qualified
                 "server": top["server"],
                 "runner_up_server": ranked[1]["server"] if len(ranked) > 1 else "",
                 "concurrency": top["concurrency"],

@@ -5,6 +5,11 @@ imports the measurement code), so ``lab report`` can re-render any earlier run.
 Writes ``report.md`` (the answer in words first: ``lab.answer``; then the sections of
 ``lab.sections``), ``report.html`` (the same markdown converted, plots embedded:
 ``lab.markup``), ``plots/*.png`` (``lab.plots``) and ``tables/*.csv`` beside the raw data.
+
+Over 400 lines on purpose: it is the reader's side of the JSON contract, so every metadata
+key the report reads (``load_run``, the crossing and overhead files) is in this one module
+beside the summary table built from them and the page order (``markdown``); the words live
+in ``lab.answer`` and ``lab.sections``, the statistics in ``lab.stats``.
 """
 
 from __future__ import annotations
@@ -21,13 +26,14 @@ import pandas as pd
 import pyperf
 
 from lab import FORMAT_VERSION, plots, sections, tables
-from lab.answer import NOISY_CV, answer_lines, calls, noisy_lines, truthy
+from lab.advise import advise_lines
+from lab.answer import Call, answer_lines, calls, noisy_lines, truthy
 from lab.claims import ledger
 from lab.decide import DEFAULT_SLO_MS, Decisions, decide
 from lab.errors import LabError
 from lab.files import write_atomic
 from lab.markup import html_page
-from lab.stats import log_ratio_spread, mean_ci, ratio_ci
+from lab.stats import NOISY_CV, log_ratio_spread, mean_ci, ratio_ci
 from lab.tables import point_key
 
 # The load generator should cost at most this fraction of the server's CPU.
@@ -117,6 +123,8 @@ def load_run(run_dir: Path) -> RunData:
                             "sql_statements": int(md.get("probe_sql_statements", -1)),
                             "upstream_calls": int(md.get("probe_upstream_calls", -1)),
                             "db_connections_opened": int(md.get("probe_db_connections_opened", -1)),
+                            # crud on SQLite: µs the probe's request waited for the write lock.
+                            "write_lock_wait_us": float(md.get("probe_write_lock_wait_us", math.nan)),
                             "remeasured": int(md.get("lab_attempt", 1)) > 1 or truthy(md.get("lab_remeasured", 0)),
                             "endpoint": str(md.get("lab_endpoint", "")),
                             "query": str(md.get("lab_query", "")),
@@ -400,11 +408,13 @@ def markdown(
     claims: pd.DataFrame | None = None,
     axes: dict[str, pd.DataFrame] | None = None,
     plots_made: dict[str, str] | None = None,
+    found: list[Call] | None = None,
 ) -> str:
     """report.md: the answer in words first, then the evidence, then how it was measured.
 
     ``plots_made`` maps a plot's name to its path relative to the run directory; each is
-    referenced next to the section it illustrates (and embedded in report.html).
+    referenced next to the section it illustrates (and embedded in report.html). ``found``:
+    the run's ``answer.calls`` when the caller has them already (``render`` does).
     """
     cells = data.cells
     plan = cells.get("plan", {})
@@ -421,8 +431,8 @@ def markdown(
         _conditions(data.values),
         *_machine_noise(cells),
     ]
-    found = calls(data.values, decided)
-    lines += answer_lines(data.values, decided, cells, claims)
+    found = calls(data.values, decided) if found is None else found
+    lines += answer_lines(data.values, decided, cells, claims, found=found)
     lines += sections.headline_lines(table, decided, {(c.point, c.role) for c in found if c.noisy})
     if "throughput" in shown:
         lines += [
@@ -450,10 +460,13 @@ def markdown(
         lines += ["", "## Throughput against connections", *sections.image("throughput-vs-concurrency", shown)]
     if claims is not None and not claims.empty:
         lines += sections.claims_lines(claims)
+    lines += advise_lines(data.values)
     lines += sections.summary_lines(table)
-    lines += sections.limit_lines(data.values)
-    lines += sections.work_lines(data.values)
-    lines += sections.accounting_lines(data.values, crossings)
+    # One frame of HTTP cell means for the three sections that read it.
+    http_cells = sections.http_cells(data.values)
+    lines += sections.limit_lines(http_cells)
+    lines += sections.work_lines(http_cells)
+    lines += sections.accounting_lines(http_cells, crossings)
     if axes:
         lines += sections.axes_lines(axes, decided.slo_ms)
     lines += sections.mixes_lines(mixes)
@@ -464,21 +477,38 @@ def markdown(
     if bad:
         lines += ["", f"## {len(bad)} cells not ok", ""]
         lines += [
-            f"- {c['status'].upper()}: {c['bench_name']} on {c['interpreter']} (repeat {c['repeat']}): {c['reason']}"
+            f"- {c['status'].upper()}: {c['bench_name']} on {c['interpreter']} (repeat {c['repeat']}): "
+            f"{cell_reason(str(c['reason']))}"
             for c in bad
         ]
     return "\n".join(lines) + "\n"
+
+
+# Runs measured before the load judge said so wrote this when no request completed inside
+# the window (an error rate of 0 of 0); the report says what happened instead.
+_ZERO_OF_ZERO = "0 of 0 requests failed"
+
+
+def cell_reason(reason: str) -> str:
+    """A failed cell's reason as the report prints it (older runs' "0 of 0 requests failed"
+    reads "no request completed in the window", as newer runs record it)."""
+    if not reason.startswith(_ZERO_OF_ZERO):
+        return reason
+    rest = reason.removeprefix(_ZERO_OF_ZERO).removeprefix(":").strip()
+    return "no request completed in the window" + (f": {rest}" if rest not in ("", "-") else "")
 
 
 def _to_csv(frame: pd.DataFrame, path: Path) -> None:
     frame.to_csv(path, index=False)
 
 
-def _plots(run_dir: Path, data: RunData, table: pd.DataFrame, decided: Decisions) -> dict[str, str]:
+def _plots(
+    run_dir: Path, data: RunData, table: pd.DataFrame, decided: Decisions, found: list[Call]
+) -> dict[str, str]:
     """Draw every plot the run has data for; name -> path relative to the run directory."""
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)
-    noisy = {(c.point, c.role) for c in calls(data.values, decided) if c.noisy}
+    noisy = {(c.point, c.role) for c in found if c.noisy}
     made = {
         "throughput": plots.throughput_by_mix(table, out / "throughput.png"),
         "decision-map": plots.decision_heatmap(decided.by_throughput, out / "decision-map.png", noisy),
@@ -511,8 +541,9 @@ def render(run_dir: Path, slo_ms: float = DEFAULT_SLO_MS) -> tuple[pd.DataFrame,
         "open_loop": tables.open_loop_table(data.values),
         "axes": tables.axes_table(data.values),
     }
-    made = _plots(run_dir, data, table, decided)
-    text = markdown(data, table, mixes, crossings, decided, claims, axes, made)
+    found = calls(data.values, decided)  # once: the answer, the noisy list and the plots quote them
+    made = _plots(run_dir, data, table, decided, found)
+    text = markdown(data, table, mixes, crossings, decided, claims, axes, made, found)
     (run_dir / "tables").mkdir(exist_ok=True)
     for name, frame in axes.items():
         write_atomic(run_dir / "tables" / f"{name.replace('_', '-')}.csv", functools.partial(_to_csv, frame))

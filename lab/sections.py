@@ -17,9 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from lab.answer import NOISY_CV
 from lab.decide import Decisions, interval_text
 from lab.markup import table
+from lab.stats import NOISY_CV
 from lab.tables import point_key
 
 
@@ -158,10 +158,15 @@ def headline_lines(summary: pd.DataFrame, decided: Decisions, noisy: Collection[
         won = mine[mine["decided"] & ~loud]
         counts = won["winner"].value_counts().to_dict()
         summary_text = ", ".join(f"{v} in {n}" for v, n in sorted(counts.items())) or "none"
-        ties = int((~mine["decided"] & ~loud).sum())
+        # A point where one variant alone qualified is no tie: nothing was there to call.
+        sole = (mine["runner_up"] == "") if "runner_up" in mine.columns else pd.Series(False, index=mine.index)
+        ties = int((~mine["decided"] & ~loud & ~sole).sum())
+        alone = int((sole & ~loud).sum())
         lines.append(
             f"- Decided winners by throughput on {who(role)}: {summary_text} of {len(mine)} mix points; "
-            f"{ties} too close to call" + (f"; {int(loud.sum())} too noisy to quote." if loud.any() else ".")
+            f"{ties} too close to call"
+            + (f"; {alone} with only one variant measured" if alone else "")
+            + (f"; {int(loud.sum())} too noisy to quote." if loud.any() else ".")
         )
     return lines if len(lines) > 3 else []
 
@@ -214,17 +219,26 @@ def decision_lines(decided: Decisions, plots: dict[str, str]) -> list[str]:
 
 
 def decision_table(decisions: pd.DataFrame) -> list[str]:
-    """One row per mix point: each interpreter's verdict with the shapes that decided it."""
-    rows = []
+    """One row per mix point: each interpreter's verdict with the shapes that decided it; a
+    winner with no runner-up reads "sync (shape); no runner-up", explained once below."""
+    from lab.decide import NO_RUNNER_UP
+
+    rows, alone = [], False
     for point, g in sorted(decisions.groupby("point"), key=lambda kv: point_key(str(kv[0]))):
         by_role = {}
         for r in g.to_dict("records"):
             shapes = str(r.get("server", "") or "")
             if r.get("runner_up_server"):
                 shapes += f" vs {r['runner_up_server']}"
-            by_role[r["role"]] = str(r["verdict"]) + (f" ({shapes})" if shapes else "")
+            shown = f" ({shapes})" if shapes else ""
+            if r.get("runner_up", "?"):
+                by_role[r["role"]] = str(r["verdict"]) + shown
+            else:
+                alone = True
+                by_role[r["role"]] = f"{r['winner']}{shown}; no runner-up"
         rows.append([str(point), by_role.get("gil", "—"), by_role.get("ft", "—")])
-    return table(["mix", "3.13", "3.13t"], rows, "lll", keep=("mix", "3.13", "3.13t"))
+    lines = table(["mix", "3.13", "3.13t"], rows, "lll", keep=("mix", "3.13", "3.13t"))
+    return lines + (["", NO_RUNNER_UP] if alone else [])
 
 
 def sensitivity_lines(decided: Decisions) -> list[str]:
@@ -605,7 +619,9 @@ def setup_lines(cells: dict[str, Any], values: pd.DataFrame, load_share_target: 
     return lines
 
 
-def _http_cells(values: pd.DataFrame) -> pd.DataFrame:
+def http_cells(values: pd.DataFrame) -> pd.DataFrame:
+    """One row per valid HTTP cell and interpreter (``lab.limits.cell_means``): what the
+    limits, work and accounting sections read. The report computes it once per render."""
     from lab.limits import cell_means
 
     if values.empty or "tier" not in values.columns:
@@ -614,12 +630,12 @@ def _http_cells(values: pd.DataFrame) -> pd.DataFrame:
     return cell_means(http) if not http.empty else pd.DataFrame()
 
 
-def limit_lines(values: pd.DataFrame) -> list[str]:
-    """Every HTTP cell's binding limit: which bound it reached (CPU, threads, workers,
-    connections, the load generator) and how close, so a reader sees why a variant won."""
+def limit_lines(cells: pd.DataFrame) -> list[str]:
+    """Every HTTP cell's binding limit (``cells``: ``http_cells``): which bound it reached (CPU,
+    threads, workers, connections, the load generator) and how close, so a reader sees why a
+    variant won."""
     from lab.limits import limits
 
-    cells = _http_cells(values)
     if cells.empty:
         return []
     bounded = limits(cells)
@@ -663,15 +679,29 @@ BILLING_HAND_COUNT: dict[str, dict[str, int]] = {
 }
 
 
-def work_lines(values: pd.DataFrame) -> list[str]:
-    """Per mix point and variant, what one request does, from the probe (steady state):
-    crossings, SQL statements, upstream calls, database connections opened. Variants of one
-    point must do the same work; where they do not, it is listed."""
-    cells = _http_cells(values)
+def write_lock_waits(cells: pd.DataFrame, keys: list[str]) -> dict[tuple[Any, ...], str]:
+    """``keys`` -> "N / M": µs per request the probe waited for SQLite's write lock on 3.13
+    and 3.13t ("—" on a side without it); empty when no cell has it (other databases and
+    endpoints, older runs). Per interpreter, unlike the counts: a wait is a time."""
+    if "write_lock_wait_us" not in cells.columns or cells["write_lock_wait_us"].isna().all():
+        return {}
+    out: dict[tuple[Any, ...], str] = {}
+    for key, g in cells.groupby(keys, sort=False):
+        # Every cell of a point, variant and interpreter carries the same probe value.
+        by_role = g.groupby("role")["write_lock_wait_us"].mean()
+        out[tuple(key)] = " / ".join(fmt(float(by_role.get(role, math.nan))) for role in ("gil", "ft"))
+    return out
+
+
+def work_lines(cells: pd.DataFrame) -> list[str]:
+    """Per mix point and variant (``cells``: ``http_cells``), what one request does, from the
+    probe (steady state): crossings, SQL statements, upstream calls, database connections
+    opened. Variants of one point must do the same work; where they do not, it is listed."""
     if cells.empty or "sql_statements" not in cells.columns:
         return []
     keys = ["point", "middleware", "variant"]
     per = cells.groupby(keys, sort=False).first().reset_index()
+    waits = write_lock_waits(cells, keys)
     rows, differ = [], []
     for r in per.sort_values(keys, key=lambda c: c.map(point_key) if c.name == "point" else c).to_dict("records"):
         def count(key: str, r: dict[Any, Any] = r) -> str:
@@ -679,8 +709,9 @@ def work_lines(values: pd.DataFrame) -> list[str]:
             return "—" if value is None or value != value or value < 0 else str(int(value))
 
         label = str(r["point"]) + (f" +{r['middleware']}" if r.get("middleware", "default") != "default" else "")
+        wait = [waits[(r["point"], r["middleware"], r["variant"])]] if waits else []
         rows.append([label, str(r["variant"]), count("crossings"), count("crossings_cold"), count("sql_statements"),
-                     count("upstream_calls"), count("db_connections_opened")])  # fmt: skip
+                     *wait, count("upstream_calls"), count("db_connections_opened")])  # fmt: skip
     for (point, middleware), g in per.groupby(["point", "middleware"]):
         for key in ("sql_statements", "upstream_calls"):
             seen = {v: int(n) for v, n in zip(g["variant"], g[key], strict=True) if n == n and n >= 0}
@@ -702,18 +733,34 @@ def work_lines(values: pd.DataFrame) -> list[str]:
             f"- Hand count for `billing` with the `{stack}` stack (steady state; the table in "
             f"workloads/shop/endpoints/billing.py): {', '.join(parts)}; the measured counts {verdict}."
         )
+    wait_header = ["SQLite write-lock wait µs per request (probe), 3.13 / 3.13t"] if waits else []
+    wait_text = (
+        "; the SQLite write-lock wait is the time the probe's one request (no other writer) spent in BEGIN "
+        "waiting for SQLite's write lock, per interpreter, where the endpoint reports it (crud)"
+        if waits
+        else ""
+    )
     return [
         "",
         "## What one request does, per variant",
         "",
         "From the probe pass (each variant rendered twice in-process; the second, steady-state render counted, "
         "the first shown as cold): sync↔async crossings until the ASGI app returns, SQL statements, upstream HTTP "
-        "calls and database connections opened per request.",
+        f"calls and database connections opened per request{wait_text}.",
         "",
         *table(
-            ["mix", "variant", "crossings", "crossings (cold)", "SQL statements", "upstream calls", "connections opened"],
+            [
+                "mix",
+                "variant",
+                "crossings",
+                "crossings (cold)",
+                "SQL statements",
+                *wait_header,
+                "upstream calls",
+                "connections opened",
+            ],
             rows,
-            "llrrrrr",
+            "llrrr" + "r" * len(wait_header) + "rr",
         ),
         "",
         *(differ or ["Every variant of each mix point ran the same SQL statements and upstream calls."]),
@@ -721,15 +768,17 @@ def work_lines(values: pd.DataFrame) -> list[str]:
     ]
 
 
-def accounting_lines(values: pd.DataFrame, crossings: pd.DataFrame) -> list[str]:
-    """Where the server CPU of a request goes, per variant (lab/accounting.py)."""
+def accounting_lines(cells: pd.DataFrame, crossings: pd.DataFrame) -> list[str]:
+    """Where the server CPU of a request goes, per variant (``cells``: ``http_cells``;
+    lab/accounting.py)."""
     from lab.accounting import account, markdown_lines
 
-    cells = _http_cells(values)
     if cells.empty or crossings.empty:
         return []
-    cells = cells.rename(columns={"crossings": "crossings_total"}) if "crossings_total" not in cells else cells
-    cells["crossings"] = cells["crossings_total"]
+    # The frame is shared with the other sections: derive, never assign in place.
+    if "crossings_total" not in cells:
+        cells = cells.rename(columns={"crossings": "crossings_total"})
+    cells = cells.assign(crossings=cells["crossings_total"])
     result = account(cells, crossings)
     lines = markdown_lines(result)
     if not lines:

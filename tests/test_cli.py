@@ -311,3 +311,13 @@ def test_readme_lists_every_exit_code() -> None:
     section = readme[readme.index("## Exit codes") :]
     listed = {int(line.split("|")[1]) for line in section.splitlines() if line.startswith("| ") and line[2].isdigit()}
     assert listed == set(EXIT_CODES)
+
+
+def test_progress_lines_count_the_steps_of_points_measured_again(capsys: pytest.CaptureFixture[str]) -> None:
+    # Not a terminal under pytest: one line per step, and re-measured steps raise the total.
+    with cli.progress_reporter(2, quiet=False) as step:
+        step("http/a (round 1/5)")
+        step("http/b (round 1/5)")
+        step(f"http/a (round 1/5, {cli.REMEASURE_MARK})")
+    out = capsys.readouterr().err
+    assert "[1/2] http/a" in out and "[2/2] http/b" in out and "[3/3] http/a" in out

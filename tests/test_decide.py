@@ -44,7 +44,7 @@ def test_overlapping_intervals_are_not_called() -> None:
 def test_slo_excludes_variants() -> None:
     df = pd.DataFrame(rows("io", "gil", "sync", [500, 500], p95=250) + rows("io", "gil", "async", [300, 300], p95=40))
     (row,) = decision_map(df, slo_ms=100).to_dict("records")
-    assert row["winner"] == "async" and row["verdict"].startswith("async (no runner-up")
+    assert row["winner"] == "async" and row["verdict"] == "async; no runner-up" and row["runner_up"] == ""
 
 
 def test_break_even_along_a_sweep() -> None:
@@ -105,9 +105,10 @@ def test_best_against_best_and_the_fixed_shape_as_sensitivity() -> None:
     assert "gunicorn-gthread:1x8 c32: 76.0" in str(decided.best.set_index("variant").loc["sync", "tried"])
 
 
-def test_noisy_cells_are_left_out_of_verdicts() -> None:
-    data = rows("cpu", "gil", "sync", [100, 100, 100]) + rows("cpu", "gil", "async", [300, 90, 200])
+def test_a_cell_noisy_across_interpreters_still_competes_on_its_own_interpreter() -> None:
+    # "noisy" flags the 3.13t / 3.13 ratio; the sync/async margin here is steady (×1.5 each round).
+    data = rows("cpu", "gil", "sync", [100, 120, 80]) + rows("cpu", "gil", "async", [150, 180, 120])
     for r in data:
         r["noisy"] = int(r["variant"] == "async")
     (row,) = decision_map(pd.DataFrame(data), slo_ms=100).to_dict("records")
-    assert row["winner"] == "sync" and row["verdict"].startswith("sync (no runner-up")
+    assert row["winner"] == "async" and row["runner_up"] == "sync" and row["decided"]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -102,3 +103,38 @@ def test_a_cell_is_noisy_when_its_paired_ratios_disagree_not_when_the_machine_dr
     noisy = noisy_cells(slices)
     assert list(noisy) == [shaky]
     assert noisy[shaky] > 0.10
+
+
+def test_a_point_measured_again_keeps_its_first_rounds_and_adds_as_many(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    from lab.cells import cells_of
+    from lab.measure import http
+    from lab.spec import load_plan
+
+    plan = load_plan("smoke")
+    cell = next(c for c in cells_of(plan) if c.tier == "http")
+    run = object.__new__(http.PointRun)
+    env = types.SimpleNamespace(interpreter=types.SimpleNamespace(spec_name="cpython-3.13"))
+    run.ctx = types.SimpleNamespace(plan=dataclasses.replace(plan, repeats=3))  # type: ignore[assignment]
+    run.point, run.cores, run.middleware = cell.point, cell.cores, cell.middleware
+    run.server_cpus, run.helper_cpus = None, None
+    run.slices = [http.Slice(env=env, cell=cell, config=cell.server)]  # type: ignore[arg-type]
+    run.results = types.SimpleNamespace(is_done=lambda *_: False)  # type: ignore[assignment]
+    run.open_rates, run.open_problems, run.last = {}, {}, {}
+    steps: list[str] = []
+    run.on_progress = steps.append
+    monkeypatch.setattr(http, "probe_problem", lambda *_: "")
+    monkeypatch.setattr(http, "layout_label", lambda *_: "shared")
+    load = {"throughput_rps": 100.0, "latency_us": {"p50": 1000}}
+    monkeypatch.setattr(run, "load", lambda *_: (load, None, 0.0))
+    monkeypatch.setattr(run, "metadata", lambda _s, repeat, *_: {"_throughput": 100.0 + repeat, "load_errors": 0})
+    server = types.SimpleNamespace(alive=lambda: True)
+    servers = {("cpython-3.13", cell.server): (server, 1, "t")}
+    run.rounds(servers, "", attempt=1)  # type: ignore[arg-type]
+    run.rounds(servers, "", attempt=2)  # type: ignore[arg-type]
+    measured = run.slices[0].measured
+    assert [r.repeat for r, _md in measured] == [0, 1, 2, 3, 4, 5]
+    assert [md["lab_attempt"] for _r, md in measured if md] == [1, 1, 1, 2, 2, 2]
+    assert run.slices[0].by_round() == {r: 100.0 + r for r in range(6)}
+    assert steps[-1].endswith("(round 6/6, again: noisy)")

@@ -10,13 +10,15 @@ import pytest
 
 from lab import FORMAT_VERSION
 from lab.errors import LabError
-from lab.report import render
+from lab.report import cell_reason, load_run, render
 from lab.stats import mean_ci, ratio_ci
 
 INTERPRETERS = {"cpython-3.13": "gil", "cpython-3.13t": "ft"}
 
 
-def bench(name: str, role: str, rps: list[float], status: str = "ok", p95: float = 10.0) -> pyperf.Benchmark:
+def bench(
+    name: str, role: str, rps: list[float], status: str = "ok", p95: float = 10.0, **extra: Any
+) -> pyperf.Benchmark:
     runs = []
     for repeat, value in enumerate(rps):
         md: dict[str, Any] = {
@@ -39,6 +41,7 @@ def bench(name: str, role: str, rps: list[float], status: str = "ok", p95: float
             "server_workers": 1,
             "server_threads": 8,
             "gil_enabled_at_end": int(status != "ok"),
+            **extra,
         }
         runs.append(pyperf.Run([1.0 / value], metadata=md, collect_metadata=False))
     return pyperf.Benchmark(runs)
@@ -138,3 +141,22 @@ def test_other_format_versions_are_refused(tmp_path: Path) -> None:
 def test_not_a_run_directory(tmp_path: Path) -> None:
     with pytest.raises(LabError, match="is not a lab run directory"):
         render(tmp_path)
+
+
+def test_the_probe_write_lock_wait_is_loaded_and_reported_where_recorded(tmp_path: Path) -> None:
+    run = make_run(tmp_path, gil=[100.0, 110.0, 120.0], ft=[200.0, 220.0, 240.0])
+    # Rewrite 3.13t's file with the probe's counts of a crud request on SQLite.
+    crud = bench("cpython-3.13t", "ft", [200.0, 220.0], probe_sql_statements=6, probe_write_lock_wait_us=42)
+    pyperf.BenchmarkSuite([crud]).dump(str(run / "raw" / "cpython-3.13t.json"), replace=True)
+    values = load_run(run).values
+    by_role = values.groupby("role")["write_lock_wait_us"].first()
+    assert by_role["ft"] == 42.0 and math.isnan(by_role["gil"])  # NaN where the probe did not report it
+    _table, text = render(run)
+    assert "SQLite write-lock wait µs per request (probe), 3.13 / 3.13t" in text
+    assert "| — / 42 |" in text
+
+
+def test_a_window_with_no_completed_request_is_not_an_error_rate() -> None:
+    assert cell_reason("0 of 0 requests failed: -") == "no request completed in the window"
+    assert cell_reason("0 of 0 requests failed: TimeoutError") == "no request completed in the window: TimeoutError"
+    assert cell_reason("3 of 100 requests failed: 502") == "3 of 100 requests failed: 502"

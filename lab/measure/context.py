@@ -127,6 +127,8 @@ class RunContext:
 
     def common_metadata(self, env: WorkloadEnv, cell: Cell) -> dict[str, Any]:
         probe = self.probes.get(self.probe_key(env, cell), {}).get(cell.variant, {})
+        # Every integer the probe reports travels as probe_<key>: sql_statements, upstream_calls,
+        # db_connections_opened, ... and write_lock_wait_us (crud on SQLite), which lab.report reads.
         counts = {
             f"probe_{key}": value
             for key, value in probe.items()

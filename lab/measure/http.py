@@ -12,8 +12,9 @@ Why windows sized by samples: a slice lasts long enough for ``http_min_requests`
 throughput the previous round measured (within ``http_duration``..``http_max_duration``),
 and warms up for several p50s per connection, so slow cells are not judged on a handful
 of requests. A cell whose per-round 3.13t / 3.13 ratios disagree by more than ``NOISY_CV``
-has its whole point measured again once (so the pairing holds); if it is still noisy it is
-kept, marked ``lab_noisy`` and left out of verdicts by the reporter.
+has its whole point measured for as many rounds again (so the pairing holds, and the point
+ends with twice the rounds); if the cell's rounds, all of them, still disagree that much it
+is kept, marked ``lab_noisy`` and left out of verdicts by the reporter.
 
 One pyperf value per round: wall seconds per request (1 / throughput), so pyperf's "lower
 is faster" holds and ``compare_to`` works unchanged.
@@ -51,6 +52,7 @@ from lab.resources import ResourceUsage, TreeSampler
 from lab.serve import running_server, wait_serving
 from lab.servers import HOST, ServerConfig
 from lab.spec import CLIENT_COOKIE
+from lab.stats import NOISY_CV
 
 log = logging.getLogger("lab.measure")
 # A cell whose error rate exceeds this is failed, not merely slow.
@@ -58,9 +60,6 @@ MAX_ERROR_RATE = 0.01
 # A cell whose load generator was on-CPU for more than this share of its wall time is invalid.
 LOADGEN_SATURATED = 0.9
 NO_REQUEST_COMPLETED = "no request completed in the window"
-# A cell whose per-round 3.13t/3.13 ratios spread by more than this (sd of their logs, about
-# a CV) is "too noisy": its point is measured again once, then it is marked and left out.
-NOISY_CV = 0.10
 # Warm-up per slice: at least this many p50s, so every connection sends a few requests first.
 WARMUP_P50S = 3.0
 MAX_WARMUP_S = 5.0
@@ -228,13 +227,15 @@ class PointRun:
             if first:
                 names = ", ".join(f"{c.variant}@{c.server.spec if c.server else '-'} ({v:.0%})" for c, v in first.items())
                 log.warning(
-                    "%s: 3.13t/3.13 rounds disagree beyond %.0f%% (%s); measuring the point once more",
+                    "%s: 3.13t/3.13 rounds disagree beyond %.0f%% (%s); measuring %d more rounds of the point",
                     self.point.label,
                     100 * NOISY_CV,
                     names,
+                    self.ctx.plan.repeats,
                 )
-                for s in self.slices:
-                    s.measured.clear()
+                # More rounds, not other rounds: the first five stay, so the point ends with ten
+                # and its intervals narrow by ~1/sqrt(2). Replacing them (as the lab did up to
+                # 2026-12-01) threw away half the time spent and came out just as noisy on this VM.
                 self.rounds(servers, start_problem, attempt=2)
             still = noisy_cells(self.slices)
             for s in self.slices:
@@ -271,7 +272,9 @@ class PointRun:
         self, servers: dict[tuple[str, ServerConfig], tuple[ManagedProcess, int, str]], start_problem: str, attempt: int
     ) -> None:
         plan = self.ctx.plan
-        for repeat in range(plan.repeats):
+        # Attempt 2 adds rounds plan.repeats .. 2 * plan.repeats - 1 after the first ones.
+        first_round = (attempt - 1) * plan.repeats
+        for repeat in range(first_round, first_round + plan.repeats):
             order = list(self.slices)
             # A fixed seed per point and round: a rerun visits the slices in the same order.
             random.Random(f"{self.point.label}/{self.cores}/{self.middleware}/{repeat}/{attempt}").shuffle(order)
@@ -279,7 +282,7 @@ class PointRun:
                 if self.results.is_done(s.interpreter, s.cell.bench_name, repeat):
                     continue
                 self.on_progress(
-                    f"{s.cell.bench_name} on {s.interpreter} (round {repeat + 1}/{plan.repeats}"
+                    f"{s.cell.bench_name} on {s.interpreter} (round {repeat + 1}/{first_round + plan.repeats}"
                     + (", again: noisy" if attempt > 1 else "")
                     + ")"
                 )
