@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from lab.decide import Decisions, http_ok, interval_text
+from lab.decide import Decisions, axis_unit, http_ok, interval_text
 from lab.markup import table as table_lines
 from lab.stats import NOISY_CV, log_ratio_spread
 from lab.tables import point_key
@@ -202,13 +202,16 @@ def _break_even_lines(decided: Decisions) -> list[str]:
     for mix, g in even.groupby("mix", sort=True):
         sides = []
         for r in sorted(g.to_dict("records"), key=lambda r: r["role"] == "ft"):  # 3.13 first
+            unit = axis_unit(str(r["param"]))
             if math.isnan(r["break_even"]):
-                sides.append(f"on {_who(r['role'])} never up to {r['max_value']:g} ms")
-            else:
+                sides.append(f"on {_who(r['role'])} never up to {r['param']}={r['max_value']:g}{unit}")
+            elif unit:
                 sides.append(
                     f"on {_who(r['role'])} from ≈ {r['break_even']:.0f} ms of upstream {r['param']} per request "
                     f"(interval {interval_text(r)} ms)"
                 )
+            else:
+                sides.append(f"on {_who(r['role'])} from {r['param']} ≈ {r['break_even']:.1f} (interval {interval_text(r)})")
         parts.append(f"along {mix}, async out-serves sync " + "; ".join(sides))
     return [
         "- **What would change it**: "

@@ -26,6 +26,11 @@ DEFAULT_SLO_MS = 100.0
 SWEEP_RE = re.compile(r"^(?P<mix>[^@]+)@(?P<param>[^=]+)=(?P<value>\d+)$")
 
 
+def axis_unit(param: str) -> str:
+    """The unit a sweep's values are in, with its leading space ("" for counts such as fan-out k)."""
+    return " ms" if param == "latency" else ""
+
+
 # What "no runner-up" means, said once under a decision table rather than in every row.
 NO_RUNNER_UP = (
     "No runner-up: the other variants of that mix point were not measured, invalid, too noisy to quote or past "

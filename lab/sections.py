@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from lab.decide import Decisions, interval_text
+from lab.decide import Decisions, axis_unit, interval_text
 from lab.markup import table
 from lab.stats import NOISY_CV
 from lab.tables import point_key
@@ -197,15 +197,16 @@ def decision_lines(decided: Decisions, plots: dict[str, str]) -> list[str]:
     if not even.empty:
         lines += ["", "## Break-even: where async starts to out-serve sync", ""]
         for r in even.to_dict("records"):
+            unit = axis_unit(str(r["param"]))
             if math.isnan(r["break_even"]):
                 lines.append(
                     f"- {r['mix']} on {who(r['role'])}: async never out-serves sync up to {r['param']}="
-                    f"{r['max_value']:g} ms."
+                    f"{r['max_value']:g}{unit}."
                 )
             else:
                 lines.append(
-                    f"- {r['mix']} on {who(r['role'])}: async ≥ sync from {r['param']} ≈ {r['break_even']:.1f} ms "
-                    f"(interval {interval_text(r)} ms)."
+                    f"- {r['mix']} on {who(r['role'])}: async ≥ sync from {r['param']} ≈ {r['break_even']:.1f}{unit} "
+                    f"(interval {interval_text(r)}{unit})."
                 )
         lines += image("break-even", plots)
         rows = []
@@ -259,10 +260,11 @@ def sensitivity_lines(decided: Decisions) -> list[str]:
         *decision_table(decided.fixed),
     ]
     for r in decided.even_fixed.to_dict("records") if not decided.even_fixed.empty else []:
+        unit = axis_unit(str(r["param"]))
         where = (
-            f"never up to {r['param']}={r['max_value']:g} ms"
+            f"never up to {r['param']}={r['max_value']:g}{unit}"
             if math.isnan(r["break_even"])
-            else f"from {r['param']} ≈ {r['break_even']:.1f} ms (interval {interval_text(r)} ms)"
+            else f"from {r['param']} ≈ {r['break_even']:.1f}{unit} (interval {interval_text(r)}{unit})"
         )
         lines.append(f"- At the fixed shape, {r['mix']} on {who(r['role'])}: async ≥ sync {where}.")
     return lines

@@ -112,3 +112,9 @@ def test_a_cell_noisy_across_interpreters_still_competes_on_its_own_interpreter(
         r["noisy"] = int(r["variant"] == "async")
     (row,) = decision_map(pd.DataFrame(data), slo_ms=100).to_dict("records")
     assert row["winner"] == "async" and row["runner_up"] == "sync" and row["decided"]
+
+
+def test_sweep_values_carry_their_unit() -> None:
+    from lab.decide import axis_unit
+
+    assert axis_unit("latency") == " ms" and axis_unit("k") == ""
