@@ -139,6 +139,35 @@ def decision_lines(runs: list[Path]) -> list[str]:
     ]
 
 
+def why_lines(stable: pd.DataFrame, runs: list[Path]) -> list[str]:
+    """Where the instability sits: by server shape and tier, next to each machine's own noise."""
+    lines = ["", "Where the changes are, by server (tier for handler cells):", ""]
+    lines += ["| server | cells | within 5% | median change | largest change |", "|---|---:|---:|---:|---:|"]
+    for server, g in stable.groupby("server", sort=True):
+        change = g["change"].abs()
+        lines.append(
+            f"| {server} | {len(g)} | {int((~g['unstable']).sum())} | {change.median():.1%} | {change.max():.1%} |"
+        )
+    noise = []
+    for run in runs:
+        steady = json.loads((run / "cells.json").read_text()).get("machine_noise", {}).get("cpu_steadiness")
+        if steady:
+            noise.append(
+                f"`{run.name}` {steady['cv']:.1%} (slowest window {steady['slowest_over_median']:.0%} of the median)"
+            )
+    if noise:
+        lines += [
+            "",
+            "The machine's own speed before each run (CV of a fixed loop over "
+            f"{STEADY_WINDOWS_TEXT}, nothing else running): " + "; ".join(noise) + ". A cell cannot be steadier "
+            "between runs than the machine is within one.",
+        ]
+    return lines
+
+
+STEADY_WINDOWS_TEXT = "0.25 s windows"
+
+
 def claim_lines(runs: list[Path]) -> list[str]:
     """Each claim's verdicts side by side per run (from each run's tables/claims.csv)."""
     tables = {r.name: r / "tables" / "claims.csv" for r in runs}
@@ -208,6 +237,7 @@ def render_combined(runs: list[Path], out: Path, *, allow_mixed: bool = False) -
                     f"| {r['runs']} | {r['tier']} | {r['point']} | {r['variant']} | {r['server']} | {r['load']} | "
                     f"{r['concurrency']} | {r['ratio_a']:.2f} | {r['ratio_b']:.2f} | {r['change']:+.1%} |"
                 )
+        lines += why_lines(stable, runs)
     lines += decision_lines(runs)
     lines += claim_lines(runs)
     if not wide.empty:

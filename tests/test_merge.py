@@ -91,3 +91,16 @@ def test_sweep_points_are_in_numeric_order(two_runs: tuple[Path, Path], tmp_path
     _header, rows = per_run_table(text)
     sweep = [r[1] for r in rows if r[1].startswith("io-sweep") and r[2] == "sync"]
     assert sweep == [f"io-sweep@latency={v}" for v in (0, 20, 40, 80)]
+
+
+def test_the_stability_section_says_where_the_changes_are(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    text = render_combined(list(two_runs), tmp_path / "combined")
+    lines = text.splitlines()
+    start = lines.index("Where the changes are, by server (tier for handler cells):") + 2
+    end = next(i for i in range(start, len(lines)) if not lines[i].startswith("|"))
+    header, rows = parse_table(lines[start:end])
+    assert header == ["server", "cells", "within 5%", "median change", "largest change"]
+    by_server = {r[0]: r for r in rows}
+    # The only cell scaled (×1.25) is orm-reads async on uvicorn:1: that row has one cell not within 5%.
+    uvicorn = by_server["uvicorn:1"]
+    assert int(uvicorn[2]) == int(uvicorn[1]) - 1 and uvicorn[4] == "25.0%"
