@@ -148,24 +148,22 @@ def why_lines(stable: pd.DataFrame, runs: list[Path]) -> list[str]:
         lines.append(
             f"| {server} | {len(g)} | {int((~g['unstable']).sum())} | {change.median():.1%} | {change.max():.1%} |"
         )
-    noise = []
+    noise, windows = [], set()
     for run in runs:
         steady = json.loads((run / "cells.json").read_text()).get("machine_noise", {}).get("cpu_steadiness")
         if steady:
+            windows.add(f"{steady['window_s']:g} s")
             noise.append(
                 f"`{run.name}` {steady['cv']:.1%} (slowest window {steady['slowest_over_median']:.0%} of the median)"
             )
     if noise:
         lines += [
             "",
-            "The machine's own speed before each run (CV of a fixed loop over "
-            f"{STEADY_WINDOWS_TEXT}, nothing else running): " + "; ".join(noise) + ". A cell cannot be steadier "
-            "between runs than the machine is within one.",
+            f"The machine's own speed before each run (CV of a fixed loop over {' / '.join(sorted(windows))} windows, "
+            "nothing else running): " + "; ".join(noise) + ". A cell cannot be steadier between runs than the "
+            "machine is within one.",
         ]
     return lines
-
-
-STEADY_WINDOWS_TEXT = "0.25 s windows"
 
 
 def claim_lines(runs: list[Path]) -> list[str]:
