@@ -310,6 +310,7 @@ ADVISE_NUMBERS = {
     "--upstream-ms": "latency of one external call, ms",
     "--fanout": "external calls made at once (1: one after the other)",
     "--db-connections": "database connections the async version opens per request (0 with a pool)",
+    "--hold-ms": "time the request is held open without an upstream call (a stream, a long poll), ms",
 }
 
 
@@ -318,11 +319,14 @@ def _add_advise_parser(sub: Any, common: dict[str, Any]) -> None:
     p = sub.add_parser(
         "advise",
         help="advise sync or async for an endpoint's profile, from a model fitted on measured runs",
-        description="Fit, per interpreter, log(async/sync throughput) as a line in the endpoint's standardised "
-        "profile over the mix points the runs measured with both variants; print the expected winner, the ratio "
-        "with an interval from held-out errors (leave-one-mix-point-out), the nearest measured cells and the single "
-        "change that would flip or most move the decision. Give --profile FILE.json (keys: cpu_ms, queries, "
-        "crossings, upstream_calls, upstream_ms, fanout, db_connections, client) or the numbers.",
+        description="Per interpreter, predict each variant's throughput bound (CPU, or requests in flight: threads "
+        "or connections over the time each request is held) at the best server shape the runs measured for it, with "
+        "the async version's extra CPU per request (base, per crossing, per connection opened, per client call) "
+        "fitted on the runs' async cells; print the expected outcome (sync, async or a tie within 10%%), the ratio "
+        "with an interval from held-out errors (leave-one-mix-point-out), what binds each side, the nearest measured "
+        "cells and the single change that would change or most move the outcome. Give --profile FILE.json (keys: "
+        "cpu_ms, queries, crossings, upstream_calls, upstream_ms, fanout, db_connections, hold_ms, client) or the "
+        "numbers.",
         **common,
     )
     p.add_argument("--run", action="append", required=True, type=Path, help="run directory (repeatable)")
@@ -557,7 +561,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     estimate = estimate_seconds(plan, cells, 2, with_crossings=with_crossings)
     estimate_line = (
         f"plan [bold]{plan.name}[/]: {plan.description}; estimated {estimate / 60:.1f} min of measuring"
-        + (", up to twice that where a point's rounds disagree and it is measured again" if plan.repeats > 1 else "")
+        + (", up to twice that where a point's rounds disagree and it is measured again" if plan.repeats > 1 and plan.remeasure_noisy else "")
     )
     if args.dry_run or not args.quiet:
         # Before any build: what will run, how long it takes, and where the report goes.

@@ -457,6 +457,10 @@ class Plan:
     # The load generator closes each connection after this many responses and reconnects
     # (0: keep alive): see ``lab.load.LoadParams.conn_requests`` for why multi-process shapes need it.
     http_conn_requests: int = 0
+    # A point whose 3.13t/3.13 ratios disagree across rounds by more than lab.stats.NOISY_CV
+    # gets plan.repeats more rounds (false: the cells keep their noisy flag and the run keeps
+    # its length, e.g. the quick plan's 20-minute budget).
+    remeasure_noisy: bool = True
 
     def __post_init__(self) -> None:
         if self.http_max_duration < self.http_duration:
@@ -524,6 +528,9 @@ class Plan:
             isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 2 for f in fractions
         ):
             raise SpecError(f"{path}: 'plan.open_loop_fractions' must be numbers in (0, 2], got {fractions!r}")
+        remeasure_noisy = table.get("remeasure_noisy", True)
+        if not isinstance(remeasure_noisy, bool):
+            raise SpecError(f"{path}: 'plan.remeasure_noisy' must be true or false, got {remeasure_noisy!r}")
         numbers: dict[str, Any] = {}
         for key, kind, low in (
             ("handler_processes", int, 1),
@@ -577,6 +584,7 @@ class Plan:
             core_budgets=core_budgets,
             stack=stack,
             open_loop_fractions=tuple(float(f) for f in fractions),
+            remeasure_noisy=remeasure_noisy,
             handler_concurrency=_int_tuple(path, "plan.handler_concurrency", table["handler_concurrency"]),
             http_concurrency=_int_tuple(path, "plan.http_concurrency", table["http_concurrency"]),
             **numbers,

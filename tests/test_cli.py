@@ -23,7 +23,7 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
 
 def test_unknown_plan(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-q", "compare", "--plan", "nope"]) == 2
-    assert one_line_error(capsys) == "error: plan 'nope' not found; available: async-pays, full, quick, search, smoke, standard"
+    assert one_line_error(capsys) == "error: plan 'nope' not found; available: async-pays, axes, full, quick, search, smoke, standard"
 
 
 def test_unknown_interpreter_spec(capsys: pytest.CaptureFixture[str]) -> None:

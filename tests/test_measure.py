@@ -138,3 +138,29 @@ def test_a_point_measured_again_keeps_its_first_rounds_and_adds_as_many(monkeypa
     assert [md["lab_attempt"] for _r, md in measured if md] == [1, 1, 1, 2, 2, 2]
     assert run.slices[0].by_round() == {r: 100.0 + r for r in range(6)}
     assert steps[-1].endswith("(round 6/6, again: noisy)")
+
+
+@pytest.mark.parametrize(("remeasure", "attempts"), [(True, [1, 2]), (False, [1])])
+def test_a_noisy_point_is_measured_again_only_where_the_plan_says_so(
+    monkeypatch: pytest.MonkeyPatch, remeasure: bool, attempts: list[int]
+) -> None:
+    import types
+
+    from lab.cells import cells_of
+    from lab.measure import http
+    from lab.spec import load_plan
+
+    plan = dataclasses.replace(load_plan("smoke"), remeasure_noisy=remeasure)
+    cell = next(c for c in cells_of(plan) if c.tier == "http")
+    run = object.__new__(http.PointRun)
+    run.ctx = types.SimpleNamespace(plan=plan)  # type: ignore[assignment]
+    run.point = cell.point
+    md: dict[str, object] = {}
+    run.slices = [types.SimpleNamespace(cell=cell, measured=[(None, md)])]  # type: ignore[list-item]
+    done: list[int] = []
+    monkeypatch.setattr(run, "rounds", lambda _servers, _problem, attempt: done.append(attempt))
+    monkeypatch.setattr(http, "noisy_cells", lambda _slices: {cell: 0.25})
+    run.all_rounds({}, "")
+    assert done == attempts
+    # Measured again or not, a cell whose rounds still disagree says so in its metadata.
+    assert md == {"lab_first_attempt_spread": 0.25, "lab_noisy": 1}

@@ -89,6 +89,19 @@ def test_plan_rejects_unbounded_duration(tmp_path: Path) -> None:
         Plan.from_toml(path)
 
 
+def test_plan_remeasure_flag_is_a_boolean(tmp_path: Path) -> None:
+    text = (Path(__file__).parent.parent / "lab" / "plans" / "smoke.toml").read_text()
+    path = tmp_path / "p.toml"
+    assert Plan.from_toml(Path(__file__).parent.parent / "lab" / "plans" / "smoke.toml").remeasure_noisy
+    path.write_text(text + "remeasure_noisy = false\n")
+    assert not Plan.from_toml(path).remeasure_noisy
+    path.write_text(text + 'remeasure_noisy = "no"\n')
+    with pytest.raises(SpecError, match="'plan.remeasure_noisy' must be true or false, got 'no'"):
+        Plan.from_toml(path)
+    # The default plan keeps its 20-minute budget: noisy points stay flagged, not re-measured.
+    assert not load_plan("quick").remeasure_noisy and load_plan("axes").remeasure_noisy
+
+
 def test_unknown_plan_lists_available() -> None:
     with pytest.raises(SpecError, match="plan 'nope' not found; available: .*quick.*smoke"):
         load_plan("nope")

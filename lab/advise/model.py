@@ -1,16 +1,39 @@
-"""The advice's model: profiles, observations from measured cells, the fit and its held-out checks.
+"""The advice's model: an endpoint's profile -> each variant's throughput bound at its best
+measured server shape -> the async/sync ratio, checked on mix points held out of the fit.
 
-Every mix point a run measured with both ``sync`` and ``async`` gives one observation per
-interpreter: the endpoint's profile (``FEATURES``, read from the cells at their best shapes,
-``lab.decide.best_configs``) and the measured async/sync throughput ratio (and p95 ratio).
-Per interpreter, log(ratio) is a straight line in the standardised features (least squares
-with a small ridge penalty), checked on mix points held out of the fit.
+Each variant of an endpoint is capped by CPU (usable cores / CPU per request, with the load
+generator and the upstream simulator sharing the cores) or by the requests it can hold in
+flight (threads or connections / time each request holds its slot): the formulas of
+``lab.limits``, the same ones that name every measured cell's binding limit. The model
+predicts both variants' bounds at every server shape the runs measured for their interface
+and compares the best of each:
+
+- sync CPU per request: the profile's ``cpu_ms`` (what ``lab profile`` measured, or the sync
+  cell's);
+- async CPU per request: ``cpu_ms + base_ms + crossing_ms x crossings + connect_ms x
+  connections opened + calls x (async client - sync client CPU per call)``. ``base_ms``,
+  ``crossing_ms`` and ``connect_ms`` are fitted by non-negative least squares on the measured
+  async cells' CPU (never on their throughput or on the decisions); the client costs are
+  FACTS.md's per-call figures;
+- the rig (cores, connections, the shapes tried, load generator CPU per request, upstream CPU
+  per call) is what the runs measured under: medians over the fitting cells.
+
+A predicted margin inside ``TIE`` is a tie, as the decision map calls a margin whose interval
+includes 1. Agreement counts held-out mix points whose advised outcome (sync, async or tie)
+is the measured one.
+
+Why bounds rather than a regression: until 2026-12-01 the model was a ridge line in seven
+standardised features; fitted on the six points a quick run gives it missed two to three of
+six held out, with typical held-out errors of ×20-33 (extrapolating to ×844 on the ORM point).
+Seven free coefficients cannot be learned from six points; three CPU costs can, and the rest
+is arithmetic a reader can redo by hand.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -21,31 +44,40 @@ import pandas as pd
 
 from lab.decide import best_configs, decide, http_ok
 from lab.errors import LabError, SpecError
-from lab.stats import ratio_ci
+from lab.limits import cell_limits
+from lab.stats import NOISY_CV, ratio_ci
 
 Client = Literal["httpx", "aiohttp"]
 CLIENTS: tuple[str, ...] = get_args(Client)
-# CPU per upstream call of each async client on this machine class (FACTS.md: httpx's async
-# client ~1.5 ms, aiohttp ~0.4 ms): the client feature is calls x this, so "a cheaper
-# client" is a change the model can evaluate.
+# CPU per upstream call of each async client on this machine class, and of the sync client
+# (httpx's) the sync variant uses (FACTS.md: async httpx ~1.5 ms, aiohttp ~0.4 ms, sync httpx
+# ~0.6 ms): the async variant pays the difference on every call, so "a cheaper client" is a
+# change the model can evaluate.
 CLIENT_MS_PER_CALL: dict[str, float] = {"httpx": 1.5, "aiohttp": 0.4}
+SYNC_CLIENT_MS_PER_CALL = 0.6
 ROLE_LABEL = {"gil": "3.13", "ft": "3.13t"}
-# What the fit reads, in this order: (name, what it is). Counts are per request.
+# A predicted margin inside this is a tie: the lab flags a cell whose rounds disagree by more
+# than NOISY_CV, so a smaller predicted margin is below what a run resolves.
+TIE = NOISY_CV
+# What the nearest-cells distance and the extrapolation check read, in this order.
 FEATURES: tuple[tuple[str, str], ...] = (
-    ("cpu_ms", "server CPU ms per request of the sync cell"),
+    ("cpu_ms", "server CPU ms per request of the sync version"),
     ("queries", "SQL statements"),
-    ("crossings", "sync/async crossings of the async variant"),
-    ("log_wait", "log(1 + upstream calls x latency in ms)"),
+    ("crossings", "sync/async crossings of the async version"),
+    ("log_wait", "log(1 + time waiting upstream, ms)"),
     ("fanout", "upstream calls made at once"),
-    ("db_connections", "database connections opened by the async variant"),
+    ("db_connections", "database connections opened by the async version"),
     ("client_ms", "upstream calls x the async client's CPU per call"),
 )
-# Ridge penalty in standardised units (each feature's Z'Z diagonal is n): small against the
-# 7-15 observations a run gives, but enough to keep a fit unique when features move together
-# (every ORM point opens one connection) or outnumber the points left after holding one out.
-RIDGE = 1.0
+# The async CPU costs the fit estimates: (name, what it is), in the fit's column order.
+COSTS: tuple[tuple[str, str], ...] = (
+    ("base_ms", "ASGI server and async request path, per request"),
+    ("crossing_ms", "per sync/async crossing"),
+    ("connect_ms", "per database connection opened"),
+)
 # A fit needs this many mix points per interpreter (leave-one-out then fits on one fewer).
 MIN_POINTS = 4
+Outcome = Literal["sync", "async", "tie"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,6 +91,8 @@ class Profile:
     upstream_ms: float = 0.0
     fanout: float = 0.0
     db_connections: float = 0.0
+    # Time the request is held open without an upstream call (a stream, a long poll).
+    hold_ms: float = 0.0
     client: Client = "httpx"
 
     def __post_init__(self) -> None:
@@ -70,13 +104,26 @@ class Profile:
             elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 raise SpecError(f"{f.name} {value!r} must be a finite number >= 0")
 
+    @property
+    def wait_ms(self) -> float:
+        """Time a request waits: its calls in rounds of ``fanout`` at once, plus any hold."""
+        if not self.upstream_calls:
+            return self.hold_ms
+        at_once = max(1.0, self.fanout)
+        return math.ceil(self.upstream_calls / at_once) * self.upstream_ms + self.hold_ms
+
+    @property
+    def client_delta_ms(self) -> float:
+        """CPU the async version spends on its upstream calls beyond what the sync one does."""
+        return self.upstream_calls * (CLIENT_MS_PER_CALL[self.client] - SYNC_CLIENT_MS_PER_CALL)
+
     def features(self) -> np.ndarray:
         return np.array(
             [
                 self.cpu_ms,
                 self.queries,
                 self.crossings,
-                math.log1p(self.upstream_calls * self.upstream_ms),
+                math.log1p(self.wait_ms),
                 self.fanout,
                 self.db_connections,
                 self.upstream_calls * CLIENT_MS_PER_CALL[self.client],
@@ -125,6 +172,146 @@ def number(flag: str, text: str) -> float:
     return value
 
 
+# -- the model's parts ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AsyncCost:
+    """Server CPU per request the async version spends beyond the sync one (ms)."""
+
+    base_ms: float
+    crossing_ms: float
+    connect_ms: float
+
+    def extra_ms(self, p: Profile) -> float:
+        return self.base_ms + self.crossing_ms * p.crossings + self.connect_ms * p.db_connections + p.client_delta_ms
+
+    def values(self) -> tuple[float, ...]:
+        return (self.base_ms, self.crossing_ms, self.connect_ms)
+
+
+def _nonnegative(x: np.ndarray, y: np.ndarray, columns: list[int]) -> np.ndarray:
+    """Least squares on ``columns`` of ``x``; a negative coefficient is dropped and the rest
+    refitted, until every one is >= 0 (the others are 0)."""
+    active = list(columns)
+    coef = np.zeros(x.shape[1])
+    while active:
+        solved, *_ = np.linalg.lstsq(x[:, active], y, rcond=None)
+        if (solved >= 0).all():
+            coef[active] = solved
+            break
+        active.remove(active[int(np.argmin(solved))])
+    return coef
+
+
+def fit_cost(profiles: list[Profile], async_cpu_ms: list[float]) -> AsyncCost:
+    """Least absolute deviations, non-negative, of the async CPU left after the sync CPU and
+    the client difference, on [1, crossings, connections opened].
+
+    Absolute, not squared, deviations: one cell whose CPU per request explodes (io-fanout-k at
+    k=16 async: 190-1,850 ms per completed request when most of its requests time out) must not
+    set the cost of every other endpoint. Solved by iteratively reweighted least squares. A
+    column that does not vary over the points (other than the constant) is left out (cost 0)."""
+    x = np.array([[1.0, p.crossings, p.db_connections] for p in profiles])
+    y = np.array([a - p.cpu_ms - p.client_delta_ms for p, a in zip(profiles, async_cpu_ms, strict=True)])
+    columns = [0, *(j for j in (1, 2) if np.ptp(x[:, j]) > 0)]
+    weights = np.ones(len(y))
+    coef = np.zeros(3)
+    for _ in range(100):
+        root = np.sqrt(weights)[:, None]
+        new = _nonnegative(x * root, y * root[:, 0], columns)
+        if np.allclose(new, coef, atol=1e-9):
+            break
+        coef = new
+        # Floor: a point the line passes through would get an infinite weight.
+        weights = 1.0 / np.maximum(np.abs(y - x @ coef), 1e-3)
+    return AsyncCost(*(float(c) for c in coef))
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """Where a prediction is made: the load and machine the runs measured under."""
+
+    role: str
+    cores: int
+    connections: int
+    cpu_layout: str
+    sync_shapes: tuple[str, ...]
+    async_shapes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Rig:
+    """CPU the helpers spend per request on shared cores (ms): medians over fitting cells."""
+
+    loadgen_ms: float
+    upstream_call_ms: float
+
+
+@dataclass(frozen=True)
+class Side:
+    """One variant's predicted best: throughput bound, the shape and what binds it."""
+
+    rps: float
+    shape: str
+    cpu_ms: float
+    limit: str
+
+
+@dataclass(frozen=True)
+class Prediction:
+    sync: Side
+    asy: Side
+
+    @property
+    def log_ratio(self) -> float:
+        return math.log(self.asy.rps / self.sync.rps)
+
+
+def outcome(log_ratio: float) -> Outcome:
+    """sync, async, or a tie when the margin is inside TIE."""
+    if abs(log_ratio) < math.log1p(TIE):
+        return "tie"
+    return "async" if log_ratio > 0 else "sync"
+
+
+def _best(shapes: tuple[str, ...], cpu_ms: float, helpers_ms: float, wait_ms: float, at: Conditions) -> Side:
+    best = Side(math.nan, "-", cpu_ms, "no shape measured")
+    for spec in shapes:
+        row = {
+            "role": at.role,
+            "server_spec": spec,
+            "cores": at.cores,
+            "concurrency": at.connections,
+            "throughput_rps": 1.0,  # cell_limits needs a rate; only its bounds are read here
+            "server_cpu_ms_per_req": cpu_ms,
+            "nominal_wait_ms": wait_ms,
+            "load_cpu_share": helpers_ms / cpu_ms,
+            "cpu_layout": at.cpu_layout,
+        }
+        out = cell_limits(row)
+        cpu, slots = float(out["cpu_bound_rps"]), float(out["concurrency_bound_rps"])
+        rps = min(cpu, slots)
+        if not rps <= best.rps:  # also replaces the NaN start
+            limit = "CPU" if cpu <= slots else f"{int(out['slots'])} in flight"
+            best = Side(rps, spec, cpu_ms, limit)
+    return best
+
+
+def predict(profile: Profile, cost: AsyncCost, rig: Rig, at: Conditions) -> Prediction:
+    """Both variants at their best shape under ``at``."""
+    cpu_sync = max(profile.cpu_ms, 1e-3)
+    cpu_async = max(cpu_sync + cost.extra_ms(profile), 1e-3)
+    helpers = rig.loadgen_ms + profile.upstream_calls * rig.upstream_call_ms
+    return Prediction(
+        sync=_best(at.sync_shapes, cpu_sync, helpers, profile.wait_ms, at),
+        asy=_best(at.async_shapes, cpu_async, helpers, profile.wait_ms, at),
+    )
+
+
+# -- observations: what the runs measured ------------------------------------------------
+
+
 def _cells(ok: pd.DataFrame, point: str, role: str, best: dict[str, Any]) -> pd.DataFrame:
     chosen: pd.DataFrame = ok[
         (ok["point"] == point)
@@ -146,17 +333,20 @@ def _profile_of(point: str, sync: pd.DataFrame, asy: pd.DataFrame) -> Profile | 
     params = parse_qs(str(sync["query"].iloc[0]))
     fanout = float(params["k"][0]) if params.get("mode") == ["fanout"] and "k" in params else float(calls > 0)
     # The nominal wait is the request's wall time waiting (three sequential 20 ms calls: 60,
-    # five at once: 20); a call's latency is that over the rounds of calls it takes.
+    # five at once: 20); a call's latency is that over the rounds of calls it takes. With no
+    # call (a stream of 5 events 100 ms apart, a long poll) it is a hold: 500 ms, 1000 ms.
     wait = float(sync["nominal_wait_ms"].iloc[0])
+    wait = wait if math.isfinite(wait) else 0.0
     rounds = math.ceil(calls / fanout) if calls and fanout else 1
     return Profile(
         cpu_ms=cpu,
         queries=queries,
         crossings=crossings,
         upstream_calls=calls,
-        upstream_ms=wait / rounds if math.isfinite(wait) else 0.0,
+        upstream_ms=wait / rounds if calls else 0.0,
         fanout=fanout,
         db_connections=opened,
+        hold_ms=0.0 if calls else wait,
         client="aiohttp" if "-with-aiohttp" in point else "httpx",
     )
 
@@ -177,21 +367,25 @@ def with_counts(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _median(frame: pd.DataFrame, column: str) -> float:
+    values = frame[column].to_numpy(dtype=float) if column in frame.columns else np.array([])
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if values.size else 0.0
+
+
 def observations(df: pd.DataFrame) -> pd.DataFrame:
     """One row per run, mix point and interpreter measured with both sync and async (each at
-    its best shape by throughput): the profile's features, the measured log ratios and the
-    measured winner of the two (``lab.decide.decide`` on the sync and async cells)."""
+    its best shape by throughput): the profile, the conditions, what the helpers and the async
+    cell spent, the measured ratios and the measured decision (``lab.decide.decide``: the
+    winner where its margin's interval excludes 1, else a tie)."""
     rows: list[dict[str, Any]] = []
     if df.empty:
         return pd.DataFrame()
     df = with_counts(df)
     for run, rdf in df.groupby("run"):
         pair = rdf[rdf["variant"].isin(["sync", "async"])]
-        # The measured decision leaves out cells too noisy to quote, as the report does; the
-        # fit keeps them (their paired async/sync ratio is still the best estimate there, and
-        # a paired run flags most cells of some points), and says which they are.
         decided = {
-            (r["point"], r["role"]): (str(r["winner"]), bool(r["decided"]))
+            (r["point"], r["role"]): str(r["winner"]) if bool(r["decided"]) else "tie"
             for r in decide(pair).by_throughput.to_dict("records")
             if r["runner_up_server"]  # a second variant qualified: a margin to call
         }
@@ -209,7 +403,9 @@ def observations(df: pd.DataFrame) -> pd.DataFrame:
             profile = _profile_of(str(point), sync, asy)
             if profile is None:
                 continue
-            winner, significant = decided.get((point, role), ("", False))
+            at_point = ok[(ok["point"] == point) & (ok["role"] == role) & (ok["concurrency"] == s["concurrency"])]
+            both = pd.concat([sync, asy])
+            cpu = both["server_cpu_ms_per_req"]
             ratio, low, high = ratio_ci(a["values"], s["values"])
             p95 = a["p95_ms"] / s["p95_ms"] if s["p95_ms"] > 0 and a["p95_ms"] > 0 else math.nan
             rows.append(
@@ -219,82 +415,72 @@ def observations(df: pd.DataFrame) -> pd.DataFrame:
                     "role": role,
                     **dict(zip([n for n, _ in FEATURES], profile.features().tolist(), strict=True)),
                     "profile": profile,
+                    "conditions": Conditions(
+                        role=str(role),
+                        cores=int(sync["cores"].iloc[0]),
+                        connections=int(s["concurrency"]),
+                        cpu_layout=str(sync["cpu_layout"].iloc[0]) if "cpu_layout" in sync.columns else "shared",
+                        sync_shapes=tuple(sorted(set(at_point.loc[at_point["variant"] == "sync", "server_spec"]))),
+                        async_shapes=tuple(sorted(set(at_point.loc[at_point["variant"] == "async", "server_spec"]))),
+                    ),
+                    "async_cpu_ms": float(asy["server_cpu_ms_per_req"].mean()),
+                    "loadgen_ms": _median(both.assign(x=both["load_cpu_share"] * cpu), "x")
+                    if "load_cpu_share" in both.columns
+                    else 0.0,
+                    "upstream_call_ms": _median(both.assign(x=both["upstream_cpu_share"] * cpu), "x")
+                    / max(profile.upstream_calls, 1.0)
+                    if "upstream_cpu_share" in both.columns
+                    else 0.0,
                     "ratio": ratio,
                     "low": low,
                     "high": high,
                     "log_ratio": math.log(ratio),
                     "log_p95": math.log(p95) if math.isfinite(p95) else math.nan,
                     "noisy": bool(sync["was_noisy"].any() or asy["was_noisy"].any()),
-                    # The report's decision at this point ("" where noise left one variant out).
-                    "measured_winner": winner,
-                    "measured_decided": significant,
+                    "measured": decided.get((point, role), ""),
                 }
             )
     return pd.DataFrame(rows)
 
 
-@dataclass(frozen=True)
-class Fit:
-    """log(ratio) = intercept + sum(coef * (x - mean) / scale); scale 0 = feature not varied."""
-
-    mean: np.ndarray
-    scale: np.ndarray
-    intercept: float
-    coef: np.ndarray
-
-    def standardise(self, x: np.ndarray) -> np.ndarray:
-        safe = np.where(self.scale > 0, self.scale, 1.0)
-        return np.where(self.scale > 0, (x - self.mean) / safe, 0.0)
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        out: np.ndarray = self.intercept + self.standardise(x) @ self.coef
-        return out
-
-
-def fit(x: np.ndarray, y: np.ndarray, ridge: float = RIDGE) -> Fit:
-    """Ridge least squares on standardised features; the intercept (the mean of y, as the
-    features are centred) is not penalised; a feature with no spread gets coefficient 0."""
-    mean, scale = x.mean(axis=0), x.std(axis=0)
-    scale = np.where(scale > 1e-9 * np.maximum(1.0, np.abs(mean)), scale, 0.0)
-    used = scale > 0
-    coef = np.zeros(x.shape[1])
-    intercept = float(y.mean())
-    if used.any():
-        z = (x[:, used] - mean[used]) / scale[used]
-        coef[used] = np.linalg.solve(z.T @ z + ridge * np.eye(int(used.sum())), z.T @ (y - intercept))
-    return Fit(mean, scale, intercept, coef)
-
-
-def held_out(x: np.ndarray, y: np.ndarray, groups: list[str], ridge: float = RIDGE) -> np.ndarray:
-    """Each observation predicted by a fit without its mix point (in any run)."""
-    out = np.full(len(y), math.nan)
-    for group in dict.fromkeys(groups):
-        test = np.array([g == group for g in groups])
-        out[test] = fit(x[~test], y[~test], ridge).predict(x[test])
-    return out
+def fitted(train: pd.DataFrame) -> tuple[AsyncCost, Rig]:
+    """The async CPU costs and the helpers' CPU, from the fitting observations."""
+    rows = train.to_dict("records")
+    cost = fit_cost([o["profile"] for o in rows], [float(o["async_cpu_ms"]) for o in rows])
+    return cost, Rig(loadgen_ms=_median(train, "loadgen_ms"), upstream_call_ms=_median(train, "upstream_call_ms"))
 
 
 @dataclass(frozen=True)
 class Model:
-    """One interpreter's fits (throughput and, where measured, p95) and held-out checks."""
+    """One interpreter's fit (async CPU costs, helpers' CPU) and its held-out checks."""
 
     role: str
-    obs: pd.DataFrame  # observations with "predicted" (held out) and "residual" columns
-    throughput: Fit
-    p95: Fit | None
-    p95_residuals: np.ndarray
+    obs: pd.DataFrame  # observations with "predicted", "residual" and "advised" (held out)
+    cost: AsyncCost
+    rig: Rig
+    conditions: Conditions  # the most common conditions of the fitting points
 
     @property
     def residuals(self) -> np.ndarray:
         return np.asarray(self.obs["residual"], dtype=float)
 
     @property
+    def p95_residuals(self) -> np.ndarray:
+        """Measured log p95 ratio minus Little's law's (closed loop, same connections: latency
+        ratio = 1 / throughput ratio), at the held-out prediction."""
+        res: np.ndarray = np.asarray(self.obs["log_p95"], dtype=float) + np.asarray(self.obs["predicted"], dtype=float)
+        kept: np.ndarray = res[np.isfinite(res)]
+        return kept
+
+    @property
     def agreement(self) -> tuple[int, int]:
-        """Held-out points whose advised winner is the measured decision's, and how many
-        points have a measured decision between the two."""
-        judged = self.obs[self.obs["measured_winner"] != ""]
-        advised = np.where(judged["predicted"] > 0, "async", "sync")
-        return int((advised == judged["measured_winner"]).sum()), len(judged)
+        """Held-out points whose advised outcome (sync, async or tie) is the measured decision's,
+        and how many points have a measured decision."""
+        judged = self.obs[self.obs["measured"] != ""]
+        return int((judged["advised"] == judged["measured"]).sum()), len(judged)
+
+    def predict(self, profile: Profile) -> Prediction:
+        return predict(profile, self.cost, self.rig, self.conditions)
 
 
 def load_values(runs: list[Path]) -> pd.DataFrame:
@@ -304,7 +490,20 @@ def load_values(runs: list[Path]) -> pd.DataFrame:
     return pd.concat([load_run(run).values for run in runs], ignore_index=True)
 
 
-def build_models(df: pd.DataFrame, ridge: float = RIDGE) -> dict[str, Model]:
+def _typical(conditions: list[Conditions]) -> Conditions:
+    common = Counter((c.cores, c.connections, c.cpu_layout) for c in conditions).most_common(1)[0][0]
+    same = [c for c in conditions if (c.cores, c.connections, c.cpu_layout) == common]
+    return Conditions(
+        role=same[0].role,
+        cores=common[0],
+        connections=common[1],
+        cpu_layout=common[2],
+        sync_shapes=tuple(sorted({s for c in same for s in c.sync_shapes})),
+        async_shapes=tuple(sorted({s for c in same for s in c.async_shapes})),
+    )
+
+
+def build_models(df: pd.DataFrame) -> dict[str, Model]:
     """A model per interpreter from a values frame (one or several runs concatenated)."""
     obs = observations(df)
     runs = ", ".join(sorted({str(r) for r in df["run"]})) if "run" in df.columns and not df.empty else "(none)"
@@ -317,18 +516,18 @@ def build_models(df: pd.DataFrame, ridge: float = RIDGE) -> dict[str, Model]:
                 f"run(s) {runs} have {points} mix points measured with both sync and async (and probe counts) on "
                 f"{ROLE_LABEL[role]}; the advice needs at least {MIN_POINTS} to fit and hold one out"
             )
-        x = o[[n for n, _ in FEATURES]].to_numpy(dtype=float)
-        y = o["log_ratio"].to_numpy(dtype=float)
-        groups = [str(p) for p in o["point"]]
-        predicted = held_out(x, y, groups, ridge)
-        o = o.assign(predicted=predicted, residual=y - predicted)
-        has_p95 = np.isfinite(o["log_p95"].to_numpy(dtype=float))
-        p95_fit: Fit | None = None
-        p95_res = np.array([])
-        if o.loc[has_p95, "point"].nunique() >= MIN_POINTS:
-            y95 = o["log_p95"].to_numpy(dtype=float)[has_p95]
-            g95 = [g for g, h in zip(groups, has_p95, strict=True) if h]
-            p95_fit = fit(x[has_p95], y95, ridge)
-            p95_res = y95 - held_out(x[has_p95], y95, g95, ridge)
-        models[role] = Model(role, o, fit(x, y, ridge), p95_fit, p95_res)
+        predicted = np.full(len(o), math.nan)
+        for point in dict.fromkeys(o["point"]):
+            test = (o["point"] == point).to_numpy()
+            cost, rig = fitted(o[~test])
+            for i in np.flatnonzero(test):
+                row = o.iloc[i]
+                predicted[i] = predict(row["profile"], cost, rig, row["conditions"]).log_ratio
+        o = o.assign(
+            predicted=predicted,
+            residual=o["log_ratio"].to_numpy(dtype=float) - predicted,
+            advised=[outcome(p) for p in predicted],
+        )
+        cost, rig = fitted(o)
+        models[role] = Model(role, o, cost, rig, _typical(list(o["conditions"])))
     return models

@@ -10,8 +10,22 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from lab.advise.model import FEATURES, RIDGE, ROLE_LABEL, Model, Profile, build_models
+from lab.advise.model import (
+    COSTS,
+    FEATURES,
+    ROLE_LABEL,
+    TIE,
+    Conditions,
+    Model,
+    Prediction,
+    Profile,
+    Side,
+    build_models,
+    outcome,
+    predict,
+)
 from lab.errors import LabError
+from lab.servers import parse_server
 
 # The interval around an advised ratio covers this share of the held-out errors.
 INTERVAL_SHARE = 0.9
@@ -27,55 +41,56 @@ def rms(residuals: np.ndarray) -> float:
     return float(np.sqrt(np.mean(residuals**2))) if residuals.size else math.nan
 
 
+def _more_threads(at: Conditions) -> Conditions | None:
+    """Every threaded sync shape with twice the threads per process."""
+    doubled = []
+    for spec in at.sync_shapes:
+        server = parse_server(spec)
+        if server.kind not in ("gunicorn-gthread", "granian-wsgi"):
+            return None
+        doubled.append(f"{server.kind}:{server.workers}x{2 * server.threads}")
+    return replace(at, sync_shapes=tuple(doubled)) if doubled else None
+
+
 @dataclass(frozen=True)
 class Change:
     label: str
-    apply: Callable[[Profile], Profile | None]  # None: the change does not apply to this profile
+    # (profile, conditions) -> the changed pair, or None when the change does not apply.
+    apply: Callable[[Profile, Conditions], tuple[Profile, Conditions] | None]
 
 
 CHANGES: tuple[Change, ...] = (
-    Change("halve the crossings", lambda p: replace(p, crossings=p.crossings / 2) if p.crossings else None),
-    Change("no crossings (a true async path)", lambda p: replace(p, crossings=0.0) if p.crossings else None),
+    Change("halve the crossings", lambda p, c: (replace(p, crossings=p.crossings / 2), c) if p.crossings else None),
+    Change("no crossings (a true async path)", lambda p, c: (replace(p, crossings=0.0), c) if p.crossings else None),
     Change("a connection pool (no connection opened per request)",
-           lambda p: replace(p, db_connections=0.0) if p.db_connections else None),
-    Change("halve the queries", lambda p: replace(p, queries=p.queries / 2) if p.queries else None),
+           lambda p, c: (replace(p, db_connections=0.0), c) if p.db_connections else None),
     Change("a cheaper async client (aiohttp)",
-           lambda p: replace(p, client="aiohttp") if p.upstream_calls and p.client != "aiohttp" else None),
+           lambda p, c: (replace(p, client="aiohttp"), c) if p.upstream_calls and p.client != "aiohttp" else None),
+    Change("twice the sync threads per process",
+           lambda p, c: (p, more) if (more := _more_threads(c)) is not None else None),
 )  # fmt: skip
 
 
-def _winner(log_ratio: float) -> str:
-    return "async" if log_ratio > 0 else "sync"
-
-
-def _unused(model: Model, before: Profile, after: Profile) -> list[str]:
-    """Features a change moves that the measured cells never varied (the fit cannot tell)."""
-    moved = before.features() != after.features()
-    return [name for (name, _), m, s in zip(FEATURES, moved, model.throughput.scale, strict=True) if m and s == 0]
+def _side(name: str, side: Side) -> str:
+    return f"{name} {side.rps:,.0f} req/s on {side.shape} ({side.limit}; {side.cpu_ms:.2f} CPU ms/request)"
 
 
 def change_lines(model: Model, profile: Profile) -> list[str]:
     """Each single change evaluated on the model; the one that flips or moves most first."""
-    base = float(model.throughput.predict(profile.features()))
+    base = model.predict(profile).log_ratio
     scored: list[tuple[float, str]] = []
     for change in CHANGES:
-        after = change.apply(profile)
+        after = change.apply(profile, model.conditions)
         if after is None:
             continue
-        unused = _unused(model, profile, after)
-        if unused:
-            scored.append((-1.0, f"{change.label}: no estimate (the measured cells never vary {', '.join(unused)})"))
-            continue
-        new = float(model.throughput.predict(after.features()))
-        flips = _winner(new) != _winner(base)
+        new = predict(after[0], model.cost, model.rig, after[1]).log_ratio
+        flips = outcome(new) != outcome(base)
         text = f"{change.label}: ×{math.exp(base):.2f} -> ×{math.exp(new):.2f}" + (
-            f", flips to {_winner(new)}" if flips else ""
+            f", now {outcome(new)}" if flips else ""
         )
         scored.append((abs(new - base) + (10.0 if flips else 0.0), text))
     scored.sort(key=lambda s: -s[0])
-    lines = [f"    {'*' if i == 0 and score >= 0 else '-'} {text}" for i, (score, text) in enumerate(scored)]
-    lines.append("    - more threads: not in the model (each variant is already at its best measured shape)")
-    return lines
+    return [f"    {'*' if i == 0 else '-'} {text}" for i, (_score, text) in enumerate(scored)]
 
 
 def _outside(model: Model, x: np.ndarray) -> list[str]:
@@ -89,60 +104,74 @@ def _outside(model: Model, x: np.ndarray) -> list[str]:
     return out
 
 
+def _nearest(model: Model, x: np.ndarray) -> list[str]:
+    """The three measured points closest in standardised features."""
+    cells = model.obs[[n for n, _ in FEATURES]].to_numpy(dtype=float)
+    scale = cells.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    distance = np.linalg.norm((cells - x) / scale, axis=1)
+    lines = []
+    for i in np.argsort(distance, kind="stable")[:3]:
+        o = model.obs.iloc[int(i)]
+        lines.append(
+            f"    {o['point']} ({o['run']}): measured async/sync ×{o['ratio']:.2f} ({o['measured'] or 'undecided'})"
+            + (" (too noisy to quote in the report)" if o["noisy"] else "")
+            + f"; distance {distance[i]:.2f}"
+        )
+    return lines
+
+
 def advice_lines(models: dict[str, Model], profile: Profile) -> list[str]:
-    """What ``lab advise`` prints for one profile: per interpreter, the advised winner, the
-    ratio with an interval from the held-out errors, how sure, the nearest measured cells
-    and the changes that would move the decision."""
+    """What ``lab advise`` prints for one profile: per interpreter, the advised outcome, the
+    ratio with an interval from the held-out errors, what binds each side, how sure, the
+    nearest measured cells and the changes that would move the decision."""
     lines: list[str] = []
     x = profile.features()
     for role, model in models.items():
-        pred = float(model.throughput.predict(x))
+        at = model.conditions
+        found: Prediction = model.predict(profile)
+        pred = found.log_ratio
         half, res = spread(model.residuals), model.residuals
-        kept = int(np.sum(np.sign(pred + res) == np.sign(pred)))
-        winner = _winner(pred)
+        advised = outcome(pred)
+        kept = int(sum(outcome(pred + r) == advised for r in res))
+        head = "a tie expected" if advised == "tie" else f"{advised} expected to win"
         lines += [
-            f"{ROLE_LABEL[role]}: {winner} expected to win; async/sync throughput ×{math.exp(pred):.2f} "
-            f"[{math.exp(pred - half):.2f}, {math.exp(pred + half):.2f}] ({INTERVAL_SHARE:.0%} of held-out errors)",
-            f"  how sure: {kept} of {res.size} held-out errors added to this estimate keep {winner} ahead"
+            f"{ROLE_LABEL[role]}: {head}; async/sync throughput ×{math.exp(pred):.2f} "
+            f"[{math.exp(pred - half):.2f}, {math.exp(pred + half):.2f}] ({INTERVAL_SHARE:.0%} of held-out errors; "
+            f"at {at.connections} connections on {at.cores} cores, {at.cpu_layout})",
+            f"  {_side('sync', found.sync)}; {_side('async', found.asy)}",
+            f"  how sure: {kept} of {res.size} held-out errors added to this estimate keep the outcome {advised}"
             + ("; the interval spans 1: a close call" if pred - half < 0 < pred + half else ""),
+            f"  p95 latency async/sync ×{math.exp(-pred):.2f} (closed loop at the same connections: 1 / the "
+            f"throughput ratio; held-out error ×{math.exp(rms(model.p95_residuals)):.2f})",
         ]
-        if model.p95 is not None:
-            p95, h95 = float(model.p95.predict(x)), spread(model.p95_residuals)
-            lines.append(
-                f"  p95 latency async/sync ×{math.exp(p95):.2f} [{math.exp(p95 - h95):.2f}, {math.exp(p95 + h95):.2f}]"
-            )
         outside = _outside(model, x)
         if outside:
             lines.append(f"  beyond the measured cells (an extrapolation): {'; '.join(outside)}")
-        z = model.throughput.standardise(x)
-        cells = model.obs[[n for n, _ in FEATURES]].to_numpy(dtype=float)
-        distance = np.linalg.norm(np.array([model.throughput.standardise(c) for c in cells]) - z, axis=1)
         lines.append("  nearest measured cells (distance in standardised features):")
-        for i in np.argsort(distance, kind="stable")[:3]:
-            o = model.obs.iloc[int(i)]
-            lines.append(
-                f"    {o['point']} ({o['run']}): measured async/sync ×{o['ratio']:.2f}"
-                + (" (too noisy to quote in the report)" if o["noisy"] else "")
-                + f"; distance {distance[i]:.2f}"
-            )
-        lines.append("  single changes, evaluated on the model (* = flips or moves the decision most):")
+        lines += _nearest(model, x)
+        lines.append("  single changes, evaluated on the model (* = changes the outcome or moves it most):")
         lines += [*change_lines(model, profile), ""]
     return lines[:-1]
 
 
-def coefficient_lines(model: Model) -> list[str]:
+def model_lines(model: Model) -> list[str]:
     """The fit in numbers a reader can redo by hand."""
-    f = model.throughput
+    at = model.conditions
     lines = [
-        f"log(async/sync) = {f.intercept:+.3f} + sum of coef x (x - mean) / sd; "
-        f"fitted on {len(model.obs)} cells, ridge {RIDGE:g}",
+        f"async CPU ms per request = sync CPU ms + base + crossing × crossings + connect × connections opened "
+        f"+ calls × (async - sync client CPU per call); fitted on {len(model.obs)} cells' measured async CPU:",
         "",
-        "| feature | mean | sd | coef | ×ratio per +1 sd |",
-        "|---|---:|---:|---:|---:|",
+        "| cost | what | ms |",
+        "|---|---|---:|",
+        *(f"| {name} | {what} | {v:.3f} |" for (name, what), v in zip(COSTS, model.cost.values(), strict=True)),
+        "",
+        f"Each variant's throughput: the best over its measured shapes (sync: {', '.join(at.sync_shapes)}; "
+        f"async: {', '.join(at.async_shapes)}) of min(CPU bound, in-flight bound) from `lab.limits`, with the "
+        f"load generator ({model.rig.loadgen_ms:.2f} ms per request) and the upstream "
+        f"({model.rig.upstream_call_ms:.2f} ms per call) on the same {at.cores} cores; a margin under "
+        f"{TIE:.0%} is a tie.",
     ]
-    for (name, what), m, s, c in zip(FEATURES, f.mean, f.scale, f.coef, strict=True):
-        effect = f"×{math.exp(c):.2f}" if s > 0 else "not varied"
-        lines.append(f"| {name} ({what}) | {m:.2f} | {s:.2f} | {c:+.3f} | {effect} |")
     return lines
 
 
@@ -152,27 +181,23 @@ def check_lines(model: Model) -> list[str]:
     res = model.residuals
     share = agree / total if total else math.nan
     verdict = "meets" if share >= AGREEMENT_TARGET else "MISSES"
-    undecided = len(model.obs) - total
     agreement = (
-        f"advised winner = measured winner at {agree} of {total} held-out cells ({share:.0%}; {verdict} the "
-        f"{AGREEMENT_TARGET:.0%} target)"
+        f"advised outcome (sync, async or tie) = measured decision at {agree} of {total} held-out points "
+        f"({share:.0%}; {verdict} the {AGREEMENT_TARGET:.0%} target)"
         if total
-        else "no held-out cell has a measured decision between sync and async"
+        else "no held-out point has a measured decision between sync and async"
     )
     lines = [
         f"held out one mix point at a time: typical error ×{math.exp(rms(res)):.2f} (rms of log ratio "
-        f"{rms(res):.3f}, worst ×{math.exp(float(np.max(np.abs(res)))):.2f} over {len(res)} cells); {agreement}"
-        + (f"; {undecided} more cells are too noisy for the report to decide" if undecided else ""),
+        f"{rms(res):.3f}, worst ×{math.exp(float(np.max(np.abs(res)))):.2f} over {len(res)} cells); {agreement}",
+        f"p95 ratio as 1 / throughput ratio, held out: typical error ×{math.exp(rms(model.p95_residuals)):.2f}",
     ]
-    if model.p95 is not None:
-        lines.append(f"p95 ratio held out: typical error ×{math.exp(rms(model.p95_residuals)):.2f}")
-    judged = model.obs[model.obs["measured_winner"] != ""]
-    wrong = judged[np.where(judged["predicted"] > 0, "async", "sync") != judged["measured_winner"]]
-    for o in wrong.to_dict("records"):
-        close = "" if o["measured_decided"] else " (measured margin not significant)"
+    judged = model.obs[model.obs["measured"] != ""]
+    for o in judged[judged["advised"] != judged["measured"]].to_dict("records"):
+        interval = "" if math.isnan(o["low"]) else f" [{o['low']:.2f}, {o['high']:.2f}]"
         lines.append(
-            f"missed: {o['point']} ({o['run']}): advised ×{math.exp(o['predicted']):.2f}, measured "
-            f"×{o['ratio']:.2f}{close}"
+            f"missed: {o['point']} ({o['run']}): advised {o['advised']} ×{math.exp(o['predicted']):.2f}, "
+            f"measured {o['measured']} ×{o['ratio']:.2f}{interval}"
         )
     return lines
 
@@ -185,11 +210,12 @@ def advise_lines(df: pd.DataFrame) -> list[str]:
     except LabError as exc:
         return [*lines, f"Not fitted: {exc}."]
     lines += [
-        "Per interpreter, log(async/sync throughput) fitted as a line in the endpoint's standardised profile "
-        "(`python -m lab advise` applies it to yours). Error and agreement come from fits that never saw the "
-        "mix point they predict.",
+        "Per interpreter, each variant's throughput bound (CPU or requests in flight, as in \"What limited each "
+        "cell\") at its best measured shape, with the async version's extra CPU per request fitted on the "
+        "measured async cells (`python -m lab advise` applies it to yours). Error and agreement come from fits "
+        "that never saw the mix point they predict.",
     ]
     for role, model in models.items():
-        lines += ["", f"**{ROLE_LABEL[role]}**", "", *coefficient_lines(model), ""]
+        lines += ["", f"**{ROLE_LABEL[role]}**", "", *model_lines(model), ""]
         lines += [f"- {line}" for line in check_lines(model)]
     return lines

@@ -222,27 +222,7 @@ class PointRun:
                 except LabError as exc:
                     start_problem = f"{key[1].label} on {key[0]} did not start: {exc}"
                     del servers[key]
-            self.rounds(servers, start_problem, attempt=1)
-            first = noisy_cells(self.slices)
-            if first:
-                names = ", ".join(f"{c.variant}@{c.server.spec if c.server else '-'} ({v:.0%})" for c, v in first.items())
-                log.warning(
-                    "%s: 3.13t/3.13 rounds disagree beyond %.0f%% (%s); measuring %d more rounds of the point",
-                    self.point.label,
-                    100 * NOISY_CV,
-                    names,
-                    self.ctx.plan.repeats,
-                )
-                # More rounds, not other rounds: the first five stay, so the point ends with ten
-                # and its intervals narrow by ~1/sqrt(2). Replacing them (as the lab did up to
-                # 2026-12-01) threw away half the time spent and came out just as noisy on this VM.
-                self.rounds(servers, start_problem, attempt=2)
-            still = noisy_cells(self.slices)
-            for s in self.slices:
-                for _record, md in s.measured:
-                    if md is not None:
-                        md["lab_first_attempt_spread"] = round(first.get(s.cell, 0.0), 4)
-                        md["lab_noisy"] = int(s.cell in still)
+            self.all_rounds(servers, start_problem)
         # Every server is stopped now, so each of its processes has written its GIL report.
         envs = {(s.interpreter, s.config): s.env for s in self.slices}
         judged = {
@@ -267,6 +247,42 @@ class PointRun:
                         self.results.keep(record, http_run=(1.0 / final.pop("_throughput"), final))
                         continue
                 self.results.keep(record)
+
+    def all_rounds(
+        self, servers: dict[tuple[str, ServerConfig], tuple[ManagedProcess, int, str]], start_problem: str
+    ) -> None:
+        """The point's rounds; as many again where the plan re-measures noisy points; every
+        measured value records whether its cell stayed noisy."""
+        self.rounds(servers, start_problem, attempt=1)
+        first = noisy_cells(self.slices)
+        if first and not self.ctx.plan.remeasure_noisy:
+            log.info(
+                "%s: %d cell(s) with 3.13t/3.13 rounds disagreeing beyond %.0f%% stay flagged noisy "
+                "(plan %s does not measure them again)",
+                self.point.label,
+                len(first),
+                100 * NOISY_CV,
+                self.ctx.plan.name,
+            )
+        elif first:
+            names = ", ".join(f"{c.variant}@{c.server.spec if c.server else '-'} ({v:.0%})" for c, v in first.items())
+            log.warning(
+                "%s: 3.13t/3.13 rounds disagree beyond %.0f%% (%s); measuring %d more rounds of the point",
+                self.point.label,
+                100 * NOISY_CV,
+                names,
+                self.ctx.plan.repeats,
+            )
+            # More rounds, not other rounds: the first five stay, so the point ends with ten
+            # and its intervals narrow by ~1/sqrt(2). Replacing them (as the lab did up to
+            # 2026-12-01) threw away half the time spent and came out just as noisy on this VM.
+            self.rounds(servers, start_problem, attempt=2)
+        still = noisy_cells(self.slices)
+        for s in self.slices:
+            for _record, md in s.measured:
+                if md is not None:
+                    md["lab_first_attempt_spread"] = round(first.get(s.cell, 0.0), 4)
+                    md["lab_noisy"] = int(s.cell in still)
 
     def rounds(
         self, servers: dict[tuple[str, ServerConfig], tuple[ManagedProcess, int, str]], start_problem: str, attempt: int
