@@ -331,6 +331,21 @@ def _add_advise_parser(sub: Any, common: dict[str, Any]) -> None:
     )
     p.add_argument("--run", action="append", required=True, type=Path, help="run directory (repeatable)")
     p.add_argument("--profile", dest="profile_file", type=Path, default=None, help="the profile as a JSON object")
+    p.add_argument(
+        "--from-profile",
+        dest="profile_run",
+        type=Path,
+        default=None,
+        metavar="RUN",
+        help="a `lab profile` run directory: advise on each of its endpoints (3.13's measured profile)",
+    )
+    p.add_argument("--endpoint", default=None, help="with --from-profile: only this endpoint")
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="print the fit over every --run given and its held-out checks (the report's 'Advice model' section), "
+        "instead of advice for a profile",
+    )
     for flag, text in ADVISE_NUMBERS.items():
         p.add_argument(flag, dest=_dest(flag), default=None, metavar="N", help=text)
     # Checked by lab.advise.Profile against its Client type (importing it here would load pandas).
@@ -830,20 +845,44 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_advise(args: argparse.Namespace) -> int:
-    from lab.advise import Profile, advice_lines, build_models, load_values, number, profile_from
+    from lab.advise import (
+        Profile,
+        advice_lines,
+        advise_lines,
+        build_models,
+        load_values,
+        number,
+        profile_from,
+        profiles_from_run,
+    )
 
     given = {flag: getattr(args, _dest(flag)) for flag in ADVISE_NUMBERS if getattr(args, _dest(flag)) is not None}
-    if args.profile_file is not None and (given or args.client):
-        raise SpecError("give --profile or the numbers, not both")
-    if args.profile_file is not None:
-        profile = Profile.from_json(args.profile_file)
+    sources = [bool(args.profile_file), bool(args.profile_run), bool(given or args.client)]
+    if args.check:
+        if any(sources):
+            raise SpecError("--check prints the fit's held-out checks; give it without a profile")
+        print("\n".join(advise_lines(load_values(args.run))[3:]))
+        return 0
+    if sum(sources) > 1:
+        raise SpecError("give one of --profile, --from-profile or the numbers, not more")
+    if args.endpoint is not None and args.profile_run is None:
+        raise SpecError("--endpoint needs --from-profile RUN")
+    profiles: dict[str, Profile] = {}
+    if args.profile_run is not None:
+        profiles = profiles_from_run(args.profile_run, args.endpoint)
+    elif args.profile_file is not None:
+        profiles = {"": Profile.from_json(args.profile_file)}
     elif "--cpu-ms" not in given:
-        raise SpecError("give --profile FILE.json or the profile's numbers (at least --cpu-ms)")
+        raise SpecError("give --profile FILE.json, --from-profile RUN or the profile's numbers (at least --cpu-ms)")
     else:
         values = {_dest(flag)[len("advise_") :]: number(flag, text) for flag, text in given.items()}
-        profile = profile_from(values, args.client)
+        profiles = {"": profile_from(values, args.client)}
     models = build_models(load_values(args.run))
-    print("\n".join(advice_lines(models, profile)))
+    for name, profile in profiles.items():
+        if name:
+            numbers = ", ".join(f"{k} {v:g}" for k, v in vars(profile).items() if k != "client" and v)
+            print(f"== {name}: {numbers}")
+        print("\n".join(advice_lines(models, profile)))
     return 0
 
 

@@ -212,7 +212,7 @@ def decision_lines(decided: Decisions, plots: dict[str, str]) -> list[str]:
         rows = []
         for (mix, param, value), g in ratios.groupby(["mix", "param", "value"], sort=True):
             cells = {r["role"]: interval(r["ratio"], r["low"], r["high"]) for r in g.to_dict("records")}
-            rows.append([str(mix), f"{param}={value} ms", cells.get("gil", "—"), cells.get("ft", "—")])
+            rows.append([str(mix), f"{param}={value}{axis_unit(str(param))}", cells.get("gil", "—"), cells.get("ft", "—")])
         header = ["mix", "swept", "3.13 async/sync req/s", "3.13t async/sync req/s"]
         lines += ["", *table(header, rows, "llrr", keep=header[1:])]
     lines += sensitivity_lines(decided)

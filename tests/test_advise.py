@@ -20,6 +20,8 @@ from lab.cli import main
 from lab.errors import LabError, SpecError
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "synthetic-run"
+# The committed example `lab profile` run (README): its profile.json is what --from-profile reads.
+EXAMPLE_PROFILE = Path(__file__).resolve().parent.parent / "results" / "2026-12-01-profile-example"
 # The known answer of the synthetic runs: the async version costs 1 ms per request, 0.1 ms per
 # crossing and 0.5 ms per connection opened more CPU than the sync one (plus the client
 # difference, 0.9 ms per httpx call), and every cell serves exactly its bound.
@@ -175,6 +177,11 @@ def test_held_out_miss_is_reported_honestly() -> None:
     assert model.agreement == (5, 6)
     lines = advise.check_lines(model)
     assert "at 5 of 6 held-out points (83%; meets the 80% target)" in lines[0]
+    # The measured interval [1.03, 1.87] still reaches the tie range (0.91, 1.1): not ruled out.
+    assert model.not_contradicted == 6 and "not contradicted by the measured 95% interval at 6 of 6" in lines[0]
+    # Twice the bound: the interval lies wholly above the tie range, and the advice is ruled out.
+    df.loc[odd, "throughput_rps"] *= 2.0 / 1.4
+    assert build_models(df)["gil"].not_contradicted == 5
     missed = [line for line in lines if line.startswith("missed: ")]
     assert len(missed) == 1 and missed[0].startswith("missed: io-sweep@latency=500 (r1): advised tie ×1.00, measured async ×1.39 [1.03, 1.87]")
 
@@ -254,10 +261,23 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
             ["--run", "{fixture}", "--cpu-ms", "2", "--client", "curl"],
             "--client 'curl' is not known; accepted: httpx, aiohttp",
         ),
-        (["--run", "{fixture}"], "give --profile FILE.json or the profile's numbers (at least --cpu-ms)"),
+        (["--run", "{fixture}"], "give --profile FILE.json, --from-profile RUN or the profile's numbers (at least --cpu-ms)"),
         (
             ["--run", "{fixture}", "--profile", "{tmp}/p.json", "--queries", "2"],
-            "give --profile or the numbers, not both",
+            "give one of --profile, --from-profile or the numbers, not more",
+        ),
+        (["--run", "{fixture}", "--cpu-ms", "2", "--endpoint", "orders"], "--endpoint needs --from-profile RUN"),
+        (
+            ["--run", "{fixture}", "--check", "--cpu-ms", "2"],
+            "--check prints the fit's held-out checks; give it without a profile",
+        ),
+        (
+            ["--run", "{fixture}", "--from-profile", "{fixture}"],
+            "'{fixture}' is not a lab profile run (no profile.json)",
+        ),
+        (
+            ["--run", "{fixture}", "--from-profile", "{example}", "--endpoint", "nope"],
+            "--endpoint 'nope' is not in '{example}/profile.json'; its endpoints: orders, account, slow-upstream",
         ),
         (
             ["--run", "{fixture}", "--cpu-ms", "2"],
@@ -270,7 +290,7 @@ def test_cli_errors_are_one_line(
     args: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def fill(text: str) -> str:
-        return text.format(tmp=tmp_path, fixture=FIXTURE)
+        return text.format(tmp=tmp_path, fixture=FIXTURE, example=EXAMPLE_PROFILE)
 
     assert main(["-q", "advise", *map(fill, args)]) == 2
     assert one_line_error(capsys) == f"error: {fill(message)}"
@@ -306,3 +326,33 @@ def test_cli_prints_advice_for_a_profile(
     assert out.count("nearest measured cells") == 2
     assert main(["-q", "advise", "--run", "a", "--cpu-ms", "0.5", "--hold-ms", "1000", "--crossings", "2"]) == 0
     assert "3.13: a tie expected" in capsys.readouterr().out
+
+
+def test_a_profile_run_gives_each_endpoint_a_profile(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    profiles = advise.profiles_from_run(EXAMPLE_PROFILE)
+    assert list(profiles) == ["orders", "account", "slow-upstream"]
+    # orders has a converted "after" path: the async version's counts are its (13 crossings,
+    # one query, one connection opened per request under ASGI).
+    orders = profiles["orders"]
+    assert (orders.queries, orders.crossings, orders.db_connections) == (1.0, 13.0, 1.0)
+    assert 1.0 < orders.cpu_ms < 10.0
+    # slow-upstream waits ~20 ms on its upstream: no call is counted, the wait is a hold.
+    upstream = profiles["slow-upstream"]
+    assert upstream.upstream_calls == 0 and 10.0 < upstream.hold_ms < 25.0
+    monkeypatch.setattr(advise, "load_values", lambda _runs: frame())
+    assert main(["-q", "advise", "--run", "a", "--from-profile", str(EXAMPLE_PROFILE), "--endpoint", "account"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("== account: cpu_ms ") and out.count("== ") == 1
+    assert "3.13: sync expected to win" in out
+
+
+def test_cli_check_prints_the_pooled_fit_and_its_held_out_checks(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(advise, "load_values", lambda _runs: frame())
+    assert main(["-q", "advise", "--run", "a", "--run", "b", "--check"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("held out one mix point at a time") == 2
+    assert "= measured decision at 6 of 6 held-out points (100%; meets the 80% target)" in out

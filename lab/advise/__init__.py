@@ -29,6 +29,7 @@ from lab.advise.model import (
     outcome,
     predict,
     profile_from,
+    profiles_from_run,
     with_counts,
 )
 from lab.advise.text import AGREEMENT_TARGET, advice_lines, advise_lines, change_lines, check_lines, model_lines
@@ -57,5 +58,6 @@ __all__ = [
     "outcome",
     "predict",
     "profile_from",
+    "profiles_from_run",
     "with_counts",
 ]

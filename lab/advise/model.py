@@ -153,6 +153,47 @@ class Profile:
             raise SpecError(f"profile file '{path}': {exc}") from None
 
 
+def profiles_from_run(run_dir: Path, endpoint: str | None = None) -> dict[str, Profile]:
+    """Each endpoint of a ``lab profile`` run as the advice sees it, from its ``profile.json``
+    (3.13's cells: the sync version's CPU under WSGI; the async version's crossings and
+    connections under ASGI, from the converted "after" path where the run has one). The run
+    does not count upstream calls, so the time a request waits on other I/O (its wall time alone
+    minus CPU minus database, an estimate, as in the profile's report) becomes a hold."""
+    path = run_dir / "profile.json"
+    if not path.is_file():
+        raise LabError(f"'{run_dir}' is not a lab profile run (no profile.json)")
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"'{path}' is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    names = [e["name"] for e in doc["endpoints"]]
+    if endpoint is not None and endpoint not in names:
+        raise SpecError(f"--endpoint {endpoint!r} is not in '{path}'; its endpoints: {', '.join(names)}")
+    gil = next(name for name, i in doc["interpreters"].items() if i["role"] == "gil")
+    out: dict[str, Profile] = {}
+    for e in doc["endpoints"]:
+        name = e["name"]
+        if endpoint is not None and name != endpoint:
+            continue
+        counts = doc["counts"].get(gil, {}).get(name, {})
+        wsgi = next(
+            (c for c in doc["cells"] if (c["interpreter"], c["endpoint"], c["form"]) == (gil, name, "wsgi")), None
+        )
+        cpu = [r["cpu_ms_per_req"] for r in (wsgi or {}).get("rounds", [])]
+        if not cpu or "wsgi" not in counts or "asgi" not in counts:
+            raise LabError(f"endpoint {name!r} of '{run_dir}' has no measured WSGI CPU or counts on {gil}")
+        cpu_ms = float(np.mean(cpu))
+        sync, asy = counts["wsgi"], counts.get("asgi-after", counts["asgi"])
+        out[name] = Profile(
+            cpu_ms=cpu_ms,
+            queries=float(sync["sql_statements"]),
+            crossings=float(asy["crossings"]),
+            db_connections=float(asy["db_connections_opened"]),
+            hold_ms=max(0.0, float(sync["wall_ms"]) - cpu_ms - float(sync["db_ms"])),
+        )
+    return out
+
+
 def profile_from(numbers: dict[str, float], client: str | None) -> Profile:
     """A profile from the command line's numbers (keys are the field names)."""
     raw: dict[str, Any] = {**numbers, "client": client or "httpx"}
@@ -478,6 +519,21 @@ class Model:
         and how many points have a measured decision."""
         judged = self.obs[self.obs["measured"] != ""]
         return int((judged["advised"] == judged["measured"]).sum()), len(judged)
+
+    @property
+    def not_contradicted(self) -> int:
+        """Held-out points whose measured 95% interval reaches the advised outcome's range (a
+        ratio under 1/(1 + TIE), inside ±TIE, or over 1 + TIE): the run cannot rule the advice
+        out there, although its own decision may differ (a tie it could not separate)."""
+        judged = self.obs[self.obs["measured"] != ""]
+        edge = 1.0 + TIE
+        ranges = {"sync": (0.0, 1.0 / edge), "tie": (1.0 / edge, edge), "async": (edge, math.inf)}
+        count = 0
+        for o in judged.to_dict("records"):
+            low, high = (o["low"], o["high"]) if math.isfinite(o["low"]) else (o["ratio"], o["ratio"])
+            start, end = ranges[o["advised"]]
+            count += int(low < end and high > start)
+        return count
 
     def predict(self, profile: Profile) -> Prediction:
         return predict(profile, self.cost, self.rig, self.conditions)

@@ -160,7 +160,7 @@ def model_lines(model: Model) -> list[str]:
     at = model.conditions
     lines = [
         f"async CPU ms per request = sync CPU ms + base + crossing × crossings + connect × connections opened "
-        f"+ calls × (async - sync client CPU per call); fitted on {len(model.obs)} cells' measured async CPU:",
+        f"+ calls × (async - sync client CPU per call); fitted on the measured async CPU of {len(model.obs)} mix points:",
         "",
         "| cost | what | ms |",
         "|---|---|---:|",
@@ -189,7 +189,13 @@ def check_lines(model: Model) -> list[str]:
     )
     lines = [
         f"held out one mix point at a time: typical error ×{math.exp(rms(res)):.2f} (rms of log ratio "
-        f"{rms(res):.3f}, worst ×{math.exp(float(np.max(np.abs(res)))):.2f} over {len(res)} cells); {agreement}",
+        f"{rms(res):.3f}, worst ×{math.exp(float(np.max(np.abs(res)))):.2f} over {len(res)} mix points); {agreement}"
+        + (
+            f"; not contradicted by the measured 95% interval at {model.not_contradicted} of {total} (the rest "
+            "are outcomes the run rules out)"
+            if total
+            else ""
+        ),
         f"p95 ratio as 1 / throughput ratio, held out: typical error ×{math.exp(rms(model.p95_residuals)):.2f}",
     ]
     judged = model.obs[model.obs["measured"] != ""]
