@@ -41,6 +41,13 @@ class DatabaseChoice:
         return "postgres-local" if self.managed else f"postgres {redact(self.url)}"
 
 
+
+# A paired point keeps every server of both interpreters up at once (up to 2 x 4 shapes, ~10
+# processes), each holding its own persistent or pooled connections (a gthread worker one
+# per thread, a pool up to LAB_DB_POOL_SIZE): 200 ran out on 2026-12-01 and every variant's
+# requests failed with HTTP 500. A throwaway server's idle slots cost little memory.
+MAX_CONNECTIONS = 1000
+
 def redact(url: str) -> str:
     return re.sub(r"://([^:@/]+):[^@/]*@", r"://\1:***@", url)
 
@@ -127,7 +134,7 @@ def _server(bin_dir: Path, base: Path, work: Path, port: int) -> Iterator[str]:
         "-c",
         "listen_addresses=127.0.0.1",
         "-c",
-        "max_connections=200",
+        f"max_connections={MAX_CONNECTIONS}",
     ]
     with managed(server_cmd, name="postgres", log_path=log_path, env=env, stop_signal=2) as server:
         server.wait_ready(lambda: _pg_ready(bin_dir, port), timeout=60)

@@ -116,7 +116,13 @@ if DATABASE_URL:
             "PASSWORD": _url.password or "",
             "HOST": _url.hostname or "",
             "PORT": str(_url.port or 5432),
-            "CONN_MAX_AGE": None,
+            # Persistent under WSGI (one connection per gunicorn thread, kept); closed at the end
+            # of each request under ASGI, as Django's docs say to run ASGI without a pool: there
+            # every request's sync code runs in a fresh thread, so a persistent connection is
+            # never reused and stays open until garbage collection, and PostgreSQL runs out of
+            # connection slots. SQLite (above) keeps None everywhere: an open file costs no slot,
+            # and the committed SQLite runs were measured that way.
+            "CONN_MAX_AGE": 0 if os.environ.get("LAB_INTERFACE") == "asgi" else None,
         }
     }
     # LAB_DB_POOL=1: Django's PostgreSQL connection pool (psycopg_pool), the fix Django's
@@ -124,9 +130,9 @@ if DATABASE_URL:
     # requires CONN_MAX_AGE=0 with it: each request returns its connection to the pool at
     # request_finished. The same option gives django-async-backend's async connections an
     # AsyncConnectionPool, so async-db is pooled too. One pool per process, so the size is
-    # per server worker: LAB_DB_POOL_SIZE (default 32) covers a 32-thread gthread worker
-    # and keeps 2 workers x 32 plus the lab's own connections under the throwaway server's
-    # max_connections=200.
+    # per server worker: LAB_DB_POOL_SIZE (default 32) covers a 32-thread gthread worker;
+    # the throwaway server's max_connections (lab.database.MAX_CONNECTIONS) leaves room for
+    # every server of a paired point at once.
     if os.environ.get("LAB_DB_POOL") == "1":
         _pool_size = int(os.environ.get("LAB_DB_POOL_SIZE", "32"))
         DATABASES["default"]["CONN_MAX_AGE"] = 0
