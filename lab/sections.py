@@ -249,6 +249,12 @@ def sensitivity_lines(decided: Decisions) -> list[str]:
 
     if decided.fixed.empty:
         return []
+    measured = set(decided.fixed["server"]) | set(decided.fixed.get("runner_up_server", pd.Series(dtype=str)))
+    if not set(FIXED_SHAPES) <= measured:
+        # Without both shapes it compares one interface's variants with each other (say,
+        # async-db against bridged on uvicorn 1), which is no sensitivity of sync vs async.
+        missing = " and ".join(sorted(set(FIXED_SHAPES) - measured))
+        return ["", "## Sensitivity: the fixed shape", "", f"Not measured: this run has no {missing} cells."]
     lines = [
         "",
         f"## Sensitivity: the fixed shape ({' vs '.join(FIXED_SHAPES)})",

@@ -118,3 +118,25 @@ def test_sweep_values_carry_their_unit() -> None:
     from lab.decide import axis_unit
 
     assert axis_unit("latency") == " ms" and axis_unit("k") == ""
+
+
+def test_the_fixed_shape_section_needs_both_fixed_shapes() -> None:
+    from lab.decide import decide
+    from lab.sections import sensitivity_lines
+
+    def shaped(variant: str, server: str, rps: list[float]) -> list[dict[str, Any]]:
+        out = rows("orm", "gil", variant, rps, conc=32)
+        for i, r in enumerate(out):
+            r.update(server_spec=server, repeat=i)
+        return out
+
+    asgi_only = shaped("async", "uvicorn:1", [50.0, 51.0, 49.0]) + shaped("bridged", "uvicorn:1", [40.0, 41.0, 39.0])
+    with_sync = asgi_only + shaped("sync", "gunicorn-gthread:2x16", [90.0, 91.0, 89.0])
+    # No gthread 1x8 cell: the section says so instead of comparing two ASGI variants.
+    assert sensitivity_lines(decide(pd.DataFrame(with_sync)))[-1] == (
+        "Not measured: this run has no gunicorn-gthread:1x8 cells."
+    )
+    both = with_sync + shaped("sync", "gunicorn-gthread:1x8", [60.0, 61.0, 59.0])
+    text = "\n".join(sensitivity_lines(decide(pd.DataFrame(both))))
+    assert "## Sensitivity: the fixed shape (gunicorn-gthread:1x8 vs uvicorn:1)" in text
+    assert "sync ×1.20" in text
