@@ -80,6 +80,17 @@ MIN_POINTS = 4
 Outcome = Literal["sync", "async", "tie"]
 
 
+def _read_json(path: Path, missing: str, label: str) -> Any:
+    """A JSON file's content, or a one-line error: ``missing`` when there is no file, else
+    ``label`` followed by where the JSON breaks."""
+    if not path.is_file():
+        raise LabError(missing)
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"{label} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+
+
 @dataclass(frozen=True, kw_only=True)
 class Profile:
     """An endpoint as the advice sees it (all per request)."""
@@ -133,12 +144,7 @@ class Profile:
     @classmethod
     def from_json(cls, path: Path) -> Profile:
         """A profile file: a JSON object with this class's field names (``cpu_ms`` required)."""
-        if not path.is_file():
-            raise LabError(f"profile file '{path}' does not exist")
-        try:
-            raw = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise SpecError(f"profile file '{path}' is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+        raw = _read_json(path, f"profile file '{path}' does not exist", f"profile file '{path}'")
         known = [f.name for f in fields(cls)]
         if not isinstance(raw, dict):
             raise SpecError(f"profile file '{path}' must hold a JSON object with keys {', '.join(known)}")
@@ -160,12 +166,7 @@ def profiles_from_run(run_dir: Path, endpoint: str | None = None) -> dict[str, P
     does not count upstream calls, so the time a request waits on other I/O (its wall time alone
     minus CPU minus database, an estimate, as in the profile's report) becomes a hold."""
     path = run_dir / "profile.json"
-    if not path.is_file():
-        raise LabError(f"'{run_dir}' is not a lab profile run (no profile.json)")
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise SpecError(f"'{path}' is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    doc = _read_json(path, f"'{run_dir}' is not a lab profile run (no profile.json)", f"'{path}'")
     names = [e["name"] for e in doc["endpoints"]]
     if endpoint is not None and endpoint not in names:
         raise SpecError(f"--endpoint {endpoint!r} is not in '{path}'; its endpoints: {', '.join(names)}")
