@@ -848,8 +848,8 @@ def cmd_advise(args: argparse.Namespace) -> int:
     from lab.advise import (
         Profile,
         advice_lines,
-        advise_lines,
         build_models,
+        fit_lines,
         load_values,
         number,
         profile_from,
@@ -861,7 +861,7 @@ def cmd_advise(args: argparse.Namespace) -> int:
     if args.check:
         if any(sources):
             raise SpecError("--check prints the fit's held-out checks; give it without a profile")
-        print("\n".join(advise_lines(load_values(args.run))[3:]))
+        print("\n".join(fit_lines(build_models(load_values(args.run)))).lstrip("\n"))
         return 0
     if sum(sources) > 1:
         raise SpecError("give one of --profile, --from-profile or the numbers, not more")

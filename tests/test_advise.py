@@ -284,6 +284,11 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
             "run(s) synthetic-run have 0 mix points measured with both sync and async (and probe counts) on 3.13; "
             "the advice needs at least 4 to fit and hold one out",
         ),
+        (
+            ["--run", "{fixture}", "--check"],
+            "run(s) synthetic-run have 0 mix points measured with both sync and async (and probe counts) on 3.13; "
+            "the advice needs at least 4 to fit and hold one out",
+        ),
     ],
 )
 def test_cli_errors_are_one_line(

@@ -32,7 +32,15 @@ from lab.advise.model import (
     profiles_from_run,
     with_counts,
 )
-from lab.advise.text import AGREEMENT_TARGET, advice_lines, advise_lines, change_lines, check_lines, model_lines
+from lab.advise.text import (
+    AGREEMENT_TARGET,
+    advice_lines,
+    advise_lines,
+    change_lines,
+    check_lines,
+    fit_lines,
+    model_lines,
+)
 
 __all__ = [
     "AGREEMENT_TARGET",
@@ -51,6 +59,7 @@ __all__ = [
     "change_lines",
     "check_lines",
     "fit_cost",
+    "fit_lines",
     "load_values",
     "model_lines",
     "number",

@@ -208,6 +208,15 @@ def check_lines(model: Model) -> list[str]:
     return lines
 
 
+def fit_lines(models: dict[str, Model]) -> list[str]:
+    """Each interpreter's fitted costs and held-out checks (markdown)."""
+    lines: list[str] = []
+    for role, model in models.items():
+        lines += ["", f"**{ROLE_LABEL[role]}**", "", *model_lines(model), ""]
+        lines += [f"- {line}" for line in check_lines(model)]
+    return lines
+
+
 def advise_lines(df: pd.DataFrame) -> list[str]:
     """The report's section: the fit per interpreter and its held-out error (markdown)."""
     lines = ["", "## Advice model: async/sync from an endpoint's profile", ""]
@@ -221,7 +230,4 @@ def advise_lines(df: pd.DataFrame) -> list[str]:
         "measured async cells (`python -m lab advise` applies it to yours). Error and agreement come from fits "
         "that never saw the mix point they predict.",
     ]
-    for role, model in models.items():
-        lines += ["", f"**{ROLE_LABEL[role]}**", "", *model_lines(model), ""]
-        lines += [f"- {line}" for line in check_lines(model)]
-    return lines
+    return lines + fit_lines(models)
