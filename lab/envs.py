@@ -13,8 +13,10 @@ import hashlib
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lab.build import Interpreter, cache_root, locked
 from lab.errors import BuildFailed
@@ -83,17 +85,34 @@ def env_key(interpreter: Interpreter, lock: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def ensure_env(interpreter: Interpreter, django: DjangoLine = "6.1") -> WorkloadEnv:
-    lock = lock_file(django)
-    root = cache_root() / "envs" / f"{interpreter.spec_name}-django{django}-{env_key(interpreter, lock)}"
+def cached_env(root: Path, create: Callable[[Path], None], what: str) -> dict[str, Any]:
+    """The info of the environment at ``root``: reused when its marker (``lab-env.json``,
+    written last by ``create(marker)``) exists, else created under a lock so that two runs
+    never build the same one."""
     marker = root / "lab-env.json"
     if marker.is_file():
-        log.info("reusing workload environment %s", root)
+        log.info("reusing %s %s", what, root)
     else:
         with locked(root.with_name(root.name + ".lock")):
             if not marker.is_file():
-                _create(interpreter, root, marker, lock)
-    info = json.loads(marker.read_text())
+                create(marker)
+    info: dict[str, Any] = json.loads(marker.read_text())
+    return info
+
+
+def install_gilprobe(python: Path) -> None:
+    """Make every process of the environment load the GIL probe at start-up (a .pth file)."""
+    site = Path(
+        capture([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], env=child_env()).stdout.strip()
+    )
+    shutil.copy(GILPROBE_SOURCE, site / "_lab_gilprobe.py")
+    (site / "_lab_gilprobe.pth").write_text("import _lab_gilprobe\n")
+
+
+def ensure_env(interpreter: Interpreter, django: DjangoLine = "6.1") -> WorkloadEnv:
+    lock = lock_file(django)
+    root = cache_root() / "envs" / f"{interpreter.spec_name}-django{django}-{env_key(interpreter, lock)}"
+    info = cached_env(root, lambda marker: _create(interpreter, root, marker, lock), "workload environment")
     return WorkloadEnv(interpreter=interpreter, root=root, packages=info["packages"], best_stack=info["best_stack"])
 
 
@@ -136,11 +155,7 @@ def _create(interpreter: Interpreter, root: Path, marker: Path, lock: Path) -> N
                 interpreter.spec_name,
                 requirement,
             )
-    site = Path(
-        capture([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], env=env).stdout.strip()
-    )
-    shutil.copy(GILPROBE_SOURCE, site / "_lab_gilprobe.py")
-    (site / "_lab_gilprobe.pth").write_text("import _lab_gilprobe\n")
+    install_gilprobe(python)
     info = {"packages": _package_versions(python), "best_stack": _best_stack(python, interpreter.py_gil_disabled)}
     marker.write_text(json.dumps(info, indent=2))
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import lab.envs
 from lab.build import Interpreter
 from lab.cli import main
 from lab.envs import WorkloadEnv
@@ -425,6 +426,7 @@ def test_environment_installs_from_the_project_and_records_the_gil_check(
     monkeypatch.setattr(env_module, "cache_root", lambda: tmp_path / "cache")
     monkeypatch.setattr(env_module, "run_logged", fake_run_logged)
     monkeypatch.setattr(env_module, "capture", fake_capture)
+    monkeypatch.setattr(lab.envs, "capture", fake_capture)  # install_gilprobe asks for site-packages
     monkeypatch.setattr(env_module, "_package_versions", lambda python: {"django": "6.1.3"})
     monkeypatch.setenv("PYTHON_GIL", "0")
     env, check = env_module.ensure_project_env(_interp("ft"), project / "requirements.txt")

@@ -42,7 +42,7 @@ from urllib.parse import parse_qs
 import numpy as np
 import pandas as pd
 
-from lab.decide import best_configs, decide, http_ok
+from lab.decide import best_configs, decision_map, http_ok
 from lab.errors import LabError, SpecError
 from lab.limits import cell_limits
 from lab.stats import NOISY_CV, ratio_ci
@@ -409,10 +409,18 @@ def with_counts(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _median(frame: pd.DataFrame, column: str) -> float:
-    values = frame[column].to_numpy(dtype=float) if column in frame.columns else np.array([])
-    values = values[np.isfinite(values)]
-    return float(np.median(values)) if values.size else 0.0
+def _median(values: pd.Series) -> float:
+    """The median of the finite values; 0 when there are none."""
+    finite = values.to_numpy(dtype=float)
+    finite = finite[np.isfinite(finite)]
+    return float(np.median(finite)) if finite.size else 0.0
+
+
+def _helper_ms(cells: pd.DataFrame, share: str) -> float:
+    """A helper's CPU ms per request (its share of the server's CPU, times the server's)."""
+    if share not in cells.columns:
+        return 0.0
+    return _median(cells[share] * cells["server_cpu_ms_per_req"])
 
 
 def observations(df: pd.DataFrame) -> pd.DataFrame:
@@ -428,7 +436,7 @@ def observations(df: pd.DataFrame) -> pd.DataFrame:
         pair = rdf[rdf["variant"].isin(["sync", "async"])]
         decided = {
             (r["point"], r["role"]): str(r["winner"]) if bool(r["decided"]) else "tie"
-            for r in decide(pair).by_throughput.to_dict("records")
+            for r in decision_map(pair, math.inf).to_dict("records")
             if r["runner_up_server"]  # a second variant qualified: a margin to call
         }
         noisy = pair["noisy"] == 1 if "noisy" in pair.columns else pd.Series(False, index=pair.index)
@@ -447,7 +455,6 @@ def observations(df: pd.DataFrame) -> pd.DataFrame:
                 continue
             at_point = ok[(ok["point"] == point) & (ok["role"] == role) & (ok["concurrency"] == s["concurrency"])]
             both = pd.concat([sync, asy])
-            cpu = both["server_cpu_ms_per_req"]
             ratio, low, high = ratio_ci(a["values"], s["values"])
             p95 = a["p95_ms"] / s["p95_ms"] if s["p95_ms"] > 0 and a["p95_ms"] > 0 else math.nan
             rows.append(
@@ -466,13 +473,8 @@ def observations(df: pd.DataFrame) -> pd.DataFrame:
                         async_shapes=tuple(sorted(set(at_point.loc[at_point["variant"] == "async", "server_spec"]))),
                     ),
                     "async_cpu_ms": float(asy["server_cpu_ms_per_req"].mean()),
-                    "loadgen_ms": _median(both.assign(x=both["load_cpu_share"] * cpu), "x")
-                    if "load_cpu_share" in both.columns
-                    else 0.0,
-                    "upstream_call_ms": _median(both.assign(x=both["upstream_cpu_share"] * cpu), "x")
-                    / max(profile.upstream_calls, 1.0)
-                    if "upstream_cpu_share" in both.columns
-                    else 0.0,
+                    "loadgen_ms": _helper_ms(both, "load_cpu_share"),
+                    "upstream_call_ms": _helper_ms(both, "upstream_cpu_share") / max(profile.upstream_calls, 1.0),
                     "ratio": ratio,
                     "low": low,
                     "high": high,
@@ -489,7 +491,7 @@ def fitted(train: pd.DataFrame) -> tuple[AsyncCost, Rig]:
     """The async CPU costs and the helpers' CPU, from the fitting observations."""
     rows = train.to_dict("records")
     cost = fit_cost([o["profile"] for o in rows], [float(o["async_cpu_ms"]) for o in rows])
-    return cost, Rig(loadgen_ms=_median(train, "loadgen_ms"), upstream_call_ms=_median(train, "upstream_call_ms"))
+    return cost, Rig(loadgen_ms=_median(train["loadgen_ms"]), upstream_call_ms=_median(train["upstream_call_ms"]))
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lab.build import Interpreter, cache_root, locked
-from lab.envs import GILPROBE_SOURCE, WORKLOADS_DIR, WorkloadEnv, _package_versions
+from lab.build import Interpreter, cache_root
+from lab.envs import GILPROBE_SOURCE, WORKLOADS_DIR, WorkloadEnv, _package_versions, cached_env, install_gilprobe
 from lab.errors import BuildFailed
 from lab.proc import capture, child_env, run_logged, tail
 
@@ -227,14 +227,7 @@ def env_key(interpreter: Interpreter, requirements: Path) -> str:
 def ensure_project_env(interpreter: Interpreter, requirements: Path) -> tuple[WorkloadEnv, PackageCheck]:
     """The project's environment on ``interpreter`` (created or reused) and its package check."""
     root = cache_root() / "profile-envs" / f"{interpreter.spec_name}-{env_key(interpreter, requirements)}"
-    marker = root / "lab-env.json"
-    if marker.is_file():
-        log.info("reusing project environment %s", root)
-    else:
-        with locked(root.with_name(root.name + ".lock")):
-            if not marker.is_file():
-                _create(interpreter, root, marker, requirements)
-    info = json.loads(marker.read_text())
+    info = cached_env(root, lambda marker: _create(interpreter, root, marker, requirements), "project environment")
     env = WorkloadEnv(
         interpreter=interpreter, root=root, packages=info["packages"], best_stack={"loop": "asyncio", "http": "h11"}
     )
@@ -275,11 +268,7 @@ def _create(interpreter: Interpreter, root: Path, marker: Path, requirements: Pa
                 return_code=code,
                 log_tail=tail(log_path),
             )
-    site = Path(
-        capture([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], env=env).stdout.strip()
-    )
-    shutil.copy(GILPROBE_SOURCE, site / "_lab_gilprobe.py")
-    (site / "_lab_gilprobe.pth").write_text("import _lab_gilprobe\n")
+    install_gilprobe(Path(python))
     reenables: tuple[str, ...] = ()
     if interpreter.py_gil_disabled:
         done = capture(import_check_command(python), env=import_check_env(env), timeout=300)
