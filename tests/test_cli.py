@@ -321,3 +321,18 @@ def test_progress_lines_count_the_steps_of_points_measured_again(capsys: pytest.
         step(f"http/a (round 1/5, {cli.REMEASURE_MARK})")
     out = capsys.readouterr().err
     assert "[1/2] http/a" in out and "[2/2] http/b" in out and "[3/3] http/a" in out
+
+
+def test_a_stop_signal_whose_exception_was_swallowed_stops_the_next_step() -> None:
+    from lab.errors import Interrupted
+
+    steps: list[str] = []
+    checked = cli._stop_checked(steps.append)
+    checked("cell 1")
+    cli._STOPPING.append(15)  # what the handler records before raising
+    try:
+        with pytest.raises(Interrupted) as exc:
+            checked("cell 2")
+    finally:
+        cli._STOPPING.clear()
+    assert exc.value.signum == 15 and steps == ["cell 1"]
