@@ -222,6 +222,20 @@ def cells_of(plan: Plan, only_mixes: tuple[str, ...] | None = None) -> list[Cell
 
 SLICE_OVERHEAD_S = 1.0
 
+# A slice's first round meets a cold server: every thread builds its upstream client on its
+# first call (an httpx.Client costs ~30 ms of CPU here; 32 built at once took 1.0 s on 2 cores,
+# on 3.13 and 3.13t alike), Django and the pools warm up. Before this allowance, the first
+# round served under 80% of the later rounds' median in 22-38% of cells (runs 2026-12-01-
+# quick-d, -axes-d), and some served nothing ("no request completed in the window"). So the
+# first round warms up for at least this base plus this much per connection.
+COLD_WARMUP_S = 1.0
+COLD_WARMUP_PER_CONNECTION_S = 0.05
+
+
+def cold_warmup_s(connections: int) -> float:
+    """Warm-up a slice's first round needs at least, for its connection count."""
+    return COLD_WARMUP_S + COLD_WARMUP_PER_CONNECTION_S * connections
+
 
 def estimate_seconds(plan: Plan, cells: list[Cell], interpreters: int, *, with_crossings: bool = True) -> float:
     """Rough wall time, printed before the run starts."""
@@ -253,6 +267,8 @@ def estimate_seconds(plan: Plan, cells: list[Cell], interpreters: int, *, with_c
         if plan.http_min_requests:
             duration = min(plan.http_max_duration, max(plan.http_duration, plan.http_min_requests / rps))
         total += interpreters * plan.repeats * (warmup + duration + SLICE_OVERHEAD_S)
+        # The first round's longer warm-up on a cold server.
+        total += interpreters * max(0.0, cold_warmup_s(cell.concurrency) - warmup)
         points.add((cell.point.label, cell.middleware, cell.cores, cell.rate_fraction))
     # Each mix point starts its servers (one per interpreter and server shape) together:
     # they boot in parallel, stop one after the other.

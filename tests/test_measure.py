@@ -47,6 +47,27 @@ def test_a_slice_window_is_sized_by_samples_within_its_bounds() -> None:
     assert slice_window(0.5, 2.0, 2.0, 0, 50.0, 0.01) == (0.5, 2.0)
 
 
+def test_a_slices_first_round_warms_up_a_cold_server_and_later_rounds_do_not() -> None:
+    import types
+
+    from lab.cells import cells_of, cold_warmup_s
+    from lab.measure import http
+    from lab.spec import load_plan
+
+    plan = load_plan("quick")
+    cell = next(c for c in cells_of(plan) if c.tier == "http" and c.point.nominal_wait_ms == 100)
+    run = object.__new__(http.PointRun)
+    run.ctx = types.SimpleNamespace(plan=plan)  # type: ignore[assignment]
+    run.last = {}
+    s = http.Slice(env=None, cell=cell, config=cell.server)  # type: ignore[arg-type]
+    # 32 connections, 100 ms upstream: three p50s would be 0.33 s; a cold server gets 2.6 s.
+    cold, _ = run.window(s)
+    assert cold == pytest.approx(cold_warmup_s(32)) == pytest.approx(2.6)
+    run.last[id(s)] = (250.0, 0.12)
+    warm, duration = run.window(s)
+    assert warm == pytest.approx(0.36) and duration == pytest.approx(0.8)
+
+
 def test_cells_of_one_point_are_measured_together() -> None:
     from lab.cells import cells_of
     from lab.measure.http import point_groups

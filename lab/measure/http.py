@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.cells import Cell, CellRecord
+from lab.cells import Cell, CellRecord, cold_warmup_s
 from lab.envs import WorkloadEnv
 from lab.errors import LabError
 from lab.gilstate import GilVerdict
@@ -347,9 +347,14 @@ class PointRun:
         """(warm-up, duration) seconds for this slice's next round."""
         plan = self.ctx.plan
         guess_p50 = s.cell.point.nominal_wait_ms / 1000 + 0.01
-        # Before the first round: Little's law with every connection busy waiting upstream.
+        # Before the first round: Little's law with every connection busy waiting upstream, and
+        # a cold server's allowance.
+        first = id(s) not in self.last
         rps, p50 = self.last.get(id(s), (s.cell.concurrency / guess_p50, guess_p50))
-        return slice_window(plan.http_warmup, plan.http_duration, plan.http_max_duration, plan.http_min_requests, rps, p50)
+        warmup, duration = slice_window(
+            plan.http_warmup, plan.http_duration, plan.http_max_duration, plan.http_min_requests, rps, p50
+        )
+        return (max(warmup, cold_warmup_s(s.cell.concurrency)) if first else warmup), duration
 
     def load(self, s: Slice, port: int, server: ManagedProcess) -> tuple[dict[str, Any], ResourceUsage, float]:
         """Drive one slice against its running server; sample server and upstream meanwhile."""
