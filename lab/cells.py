@@ -232,9 +232,35 @@ COLD_WARMUP_S = 1.0
 COLD_WARMUP_PER_CONNECTION_S = 0.05
 
 
+# Warm-up per slice: at least this many p50s, so every connection sends a few requests first.
+WARMUP_P50S = 3.0
+MAX_WARMUP_S = 5.0
+
+
 def cold_warmup_s(connections: int) -> float:
     """Warm-up a slice's first round needs at least, for its connection count."""
     return COLD_WARMUP_S + COLD_WARMUP_PER_CONNECTION_S * connections
+
+
+def slice_window(
+    min_warmup: float,
+    min_duration: float,
+    max_duration: float,
+    min_requests: int,
+    rps: float,
+    p50_s: float,
+    cold_connections: int = 0,
+) -> tuple[float, float]:
+    """(warm-up, duration): several p50s of warm-up; long enough for ``min_requests`` at ``rps``.
+    ``cold_connections``: the slice's first round on a cold server with that many connections
+    (0: a warm one), which warms up for at least ``cold_warmup_s`` of them."""
+    warmup = max(min_warmup, min(MAX_WARMUP_S, WARMUP_P50S * p50_s))
+    if cold_connections:
+        warmup = max(warmup, cold_warmup_s(cold_connections))
+    duration = min_duration
+    if min_requests and rps > 0:
+        duration = min(max_duration, max(min_duration, min_requests / rps))
+    return warmup, duration
 
 
 def estimate_seconds(plan: Plan, cells: list[Cell], interpreters: int, *, with_crossings: bool = True) -> float:
@@ -262,13 +288,11 @@ def estimate_seconds(plan: Plan, cells: list[Cell], interpreters: int, *, with_c
         # against 1.5 s estimated before it was counted).
         wait_s = cell.point.nominal_wait_ms / 1000 + 0.01
         rps = min(cell.concurrency / wait_s, 150.0)
-        warmup = max(plan.http_warmup, min(5.0, 3 * wait_s))
-        duration = plan.http_duration
-        if plan.http_min_requests:
-            duration = min(plan.http_max_duration, max(plan.http_duration, plan.http_min_requests / rps))
-        total += interpreters * plan.repeats * (warmup + duration + SLICE_OVERHEAD_S)
-        # The first round's longer warm-up on a cold server.
-        total += interpreters * max(0.0, cold_warmup_s(cell.concurrency) - warmup)
+        window = (plan.http_warmup, plan.http_duration, plan.http_max_duration, plan.http_min_requests, rps, wait_s)
+        warmup, duration = slice_window(*window)
+        cold_warmup, _ = slice_window(*window, cell.concurrency)
+        # Every round, plus the first round's longer warm-up on a cold server.
+        total += interpreters * (plan.repeats * (warmup + duration + SLICE_OVERHEAD_S) + cold_warmup - warmup)
         points.add((cell.point.label, cell.middleware, cell.cores, cell.rate_fraction))
     # Each mix point starts its servers (one per interpreter and server shape) together:
     # they boot in parallel, stop one after the other.

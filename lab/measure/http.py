@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.cells import Cell, CellRecord, cold_warmup_s
+from lab.cells import Cell, CellRecord, slice_window
 from lab.envs import WorkloadEnv
 from lab.errors import LabError
 from lab.gilstate import GilVerdict
@@ -60,9 +60,6 @@ MAX_ERROR_RATE = 0.01
 # A cell whose load generator was on-CPU for more than this share of its wall time is invalid.
 LOADGEN_SATURATED = 0.9
 NO_REQUEST_COMPLETED = "no request completed in the window"
-# Warm-up per slice: at least this many p50s, so every connection sends a few requests first.
-WARMUP_P50S = 3.0
-MAX_WARMUP_S = 5.0
 
 
 @dataclass
@@ -130,17 +127,6 @@ def judge_load(md: dict[str, Any], judged: GilVerdict) -> tuple[Any, str]:
         why = f"load generator saturated: busy {md['load_busy']:.0%} of the cell's wall time"
         return "invalid", why + (f"; {judged.reason}" if judged.reason else "")
     return judged.status, judged.reason
-
-
-def slice_window(
-    min_warmup: float, min_duration: float, max_duration: float, min_requests: int, rps: float, p50_s: float
-) -> tuple[float, float]:
-    """(warm-up, duration): several p50s of warm-up; long enough for ``min_requests`` at ``rps``."""
-    warmup = max(min_warmup, min(MAX_WARMUP_S, WARMUP_P50S * p50_s))
-    duration = min_duration
-    if min_requests and rps > 0:
-        duration = min(max_duration, max(min_duration, min_requests / rps))
-    return warmup, duration
 
 
 def point_groups(cells: list[Cell]) -> dict[tuple[int, str, str, float], list[Cell]]:
@@ -349,12 +335,11 @@ class PointRun:
         guess_p50 = s.cell.point.nominal_wait_ms / 1000 + 0.01
         # Before the first round: Little's law with every connection busy waiting upstream, and
         # a cold server's allowance.
-        first = id(s) not in self.last
+        cold = 0 if id(s) in self.last else s.cell.concurrency
         rps, p50 = self.last.get(id(s), (s.cell.concurrency / guess_p50, guess_p50))
-        warmup, duration = slice_window(
-            plan.http_warmup, plan.http_duration, plan.http_max_duration, plan.http_min_requests, rps, p50
+        return slice_window(
+            plan.http_warmup, plan.http_duration, plan.http_max_duration, plan.http_min_requests, rps, p50, cold
         )
-        return (max(warmup, cold_warmup_s(s.cell.concurrency)) if first else warmup), duration
 
     def load(self, s: Slice, port: int, server: ManagedProcess) -> tuple[dict[str, Any], ResourceUsage, float]:
         """Drive one slice against its running server; sample server and upstream meanwhile."""
