@@ -34,7 +34,7 @@ def test_a_saturated_load_generator_invalidates_the_cell() -> None:
 
 
 def test_a_slice_window_is_sized_by_samples_within_its_bounds() -> None:
-    from lab.measure.http import slice_window
+    from lab.cells import slice_window
 
     # 300 requests at 100 req/s: 3 s, inside [1, 4]; warm-up three p50s of 50 ms.
     warmup, duration = slice_window(0.2, 1.0, 4.0, 300, 100.0, 0.05)
