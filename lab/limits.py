@@ -39,6 +39,19 @@ sequential; one latency for a fan-out) plus its CPU, and the slots:
 - uvicorn and granian-asgi: ``connections`` (an event loop does not cap how many requests are
   in flight, and each request's sync code gets a thread of its own).
 
+Worker split bound (servers with several worker processes, when the run sampled how the
+connections split between them, ``busiest_worker_share``): one listening socket does not
+balance keep-alive connections, so each worker is bounded by its own share. With the busiest
+worker holding ``s`` of the ``N`` connections and the rest spread evenly over the others::
+
+    split_bound_rps = sum over workers of min(worker cores × 1000 / cpu_ms,
+                                              worker slots × 1000 / (nominal_wait_ms + cpu_ms))
+
+where a worker's cores are one with the GIL (else its threads, or the budget for ASGI) and its
+slots are its connections (capped by its threads for gthread). An even split gives back the
+CPU and concurrency bounds; a skewed one (31 of 32 connections on one uvicorn worker) binds
+below both ("worker split").
+
 Load generator bound: when the load generator was on-CPU more than ``LOADGEN_BUSY`` of the
 cell's wall time (``load_busy``), it is the limit: ``load_bound_rps = throughput / load_busy``
 is what it could have driven fully busy. Open-loop cells have one more bound, the offered
@@ -63,7 +76,15 @@ from lab.errors import LabError, SpecError
 from lab.servers import ServerConfig, parse_server
 
 BindingLimit = Literal[
-    "cpu", "threads", "workers", "connections", "offered rate", "load generator", "none reached", "unknown"
+    "cpu",
+    "threads",
+    "workers",
+    "connections",
+    "worker split",
+    "offered rate",
+    "load generator",
+    "none reached",
+    "unknown",
 ]
 BINDING_LIMITS: tuple[BindingLimit, ...] = get_args(BindingLimit)
 # Above this fraction of its wall time on-CPU, the load generator (one asyncio process)
@@ -82,7 +103,7 @@ REQUIRED_COLUMNS = (
     "nominal_wait_ms",
 )
 # Used when present: load_busy, load_cpu_share, upstream_cpu_share, cpu_layout, rate_rps,
-# gil_enabled_at_end.
+# gil_enabled_at_end, busiest_worker_share.
 OUTPUT_COLUMNS = (
     "usable_cores",
     "cores_busy",
@@ -90,6 +111,7 @@ OUTPUT_COLUMNS = (
     "hold_ms",
     "cpu_bound_rps",
     "concurrency_bound_rps",
+    "split_bound_rps",
     "load_bound_rps",
     "bound_rps",
     "bound_fraction",
@@ -165,6 +187,39 @@ def slots(server: ServerConfig, connections: int) -> tuple[int, BindingLimit]:
     return connections, "connections"
 
 
+def busiest_share(split_text: str) -> float:
+    """The busiest worker's share of the connections from a recorded split ("26/6" -> 0.8125);
+    NaN for "-" (one worker, or not sampled) or anything else."""
+    try:
+        counts = [int(part) for part in split_text.split("/")]
+    except ValueError:
+        return math.nan
+    total = sum(counts)
+    return max(counts) / total if total > 0 and min(counts) >= 0 else math.nan
+
+
+def split_bound(
+    server: ServerConfig, connections: int, share: float, cores: int, gil: bool, cpu_ms: float, hold_ms: float
+) -> float:
+    """Throughput bound of a multi-worker server whose busiest worker holds ``share`` of the
+    connections, the rest spread evenly over the other workers (NaN when it does not apply)."""
+    if server.workers < 2 or server.kind == "gunicorn-sync" or not 0 < share <= 1:
+        return math.nan
+    if gil:
+        worker_cores = 1
+    elif server.kind in ("gunicorn-gthread", "granian-wsgi"):
+        worker_cores = min(cores, server.threads)
+    else:
+        worker_cores = cores
+    threaded = server.kind in ("gunicorn-gthread", "granian-wsgi")
+    held = [share * connections] + [(1 - share) * connections / (server.workers - 1)] * (server.workers - 1)
+    total = 0.0
+    for conns in held:
+        worker_slots = min(conns, server.threads) if threaded else conns
+        total += min(worker_cores * 1000.0 / cpu_ms, worker_slots * 1000.0 / hold_ms)
+    return total
+
+
 def _n(count: int, noun: str) -> str:
     """'1 thread', '8 threads'."""
     return f"{count} {_SINGULAR.get(noun, noun) if count == 1 else noun}"
@@ -190,6 +245,7 @@ def cell_limits(row: Mapping[str, Any]) -> dict[str, Any]:
         "hold_ms": math.nan,
         "cpu_bound_rps": math.nan,
         "concurrency_bound_rps": math.nan,
+        "split_bound_rps": math.nan,
         "load_bound_rps": math.nan,
         "bound_rps": math.nan,
         "bound_fraction": math.nan,
@@ -230,6 +286,12 @@ def cell_limits(row: Mapping[str, Any]) -> dict[str, Any]:
         (cpu_bound, "cpu", cpu_detail),
         (concurrency_bound, slot_kind, f"{_n(n_slots, slot_kind)} / {hold_ms:,.1f} ms held"),
     ]
+    share = _number(row, "busiest_worker_share")
+    split = split_bound(server, connections, share, cores, gil_held(row), cpu_ms, hold_ms)
+    out["split_bound_rps"] = split
+    if split < min(cpu_bound, concurrency_bound) * (1 - 1e-9):
+        detail = f"busiest of {_n(server.workers, 'workers')} held {share:.0%} of the connections"
+        bounds.append((split, "worker split", detail))
     offered = _number(row, "rate_rps")
     if offered > 0:
         bounds.append((offered, "offered rate", "open loop"))
@@ -246,6 +308,9 @@ def cell_limits(row: Mapping[str, Any]) -> dict[str, Any]:
             f"none reached: {_rps(rps)} req/s, {fraction:.0%} of the tightest bound ({name} {_rps(bound)} req/s; "
             f"server busy {busy_cores:.2f} of {usable} usable core{'' if usable == 1 else 's'})"
         )
+    if limit != "worker split" and server.workers > 1 and math.isfinite(share):
+        # How the connections split tells whether "2 workers" really ran as two.
+        text += f"; busiest of {_n(server.workers, 'workers')} held {share:.0%} of the connections"
     return {**out, "binding_limit": limit, "limit_text": text}
 
 

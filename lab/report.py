@@ -32,6 +32,7 @@ from lab.claims import ledger
 from lab.decide import DEFAULT_SLO_MS, Decisions, decide
 from lab.errors import LabError
 from lab.files import write_atomic
+from lab.limits import busiest_share
 from lab.markup import html_page
 from lab.stats import NOISY_CV, log_ratio_spread, mean_ci, ratio_ci
 from lab.tables import point_key
@@ -106,6 +107,8 @@ def load_run(run_dir: Path) -> RunData:
                             "p999_ms": float(md.get("latency_p999_ms", math.nan)),
                             "rss_peak_mib": float(md.get("server_rss_peak_mib", math.nan)),
                             "rss_mean_mib": float(md.get("server_rss_mean_mib", math.nan)),
+                            # Several workers: the busiest one's share of the connections.
+                            "busiest_worker_share": busiest_share(str(md.get("server_connections_per_worker", "-"))),
                             # Paired runs: the round a value belongs to (ratios pair by it) and
                             # whether the cell's rounds stayed too noisy after a re-measure.
                             "repeat": int(md.get("lab_repeat", -1)),
@@ -290,7 +293,9 @@ def summary_table(data: RunData) -> pd.DataFrame:
                     # A p99 needs a few samples beyond it: shown only when the cell's rounds
                     # together measured P99_MIN_REQUESTS requests (10 beyond the p99).
                     f"{role}_p99_ms": g["p99_ms"].mean()
-                    if "requests" not in g.columns or g["requests"].sum() >= P99_MIN_REQUESTS or g["tier"].iloc[0] != "http"
+                    if "requests" not in g.columns
+                    or g["requests"].sum() >= P99_MIN_REQUESTS
+                    or g["tier"].iloc[0] != "http"
                     else math.nan,
                     f"{role}_requests": int(g["requests"].sum()) if "requests" in g.columns else 0,
                     f"{role}_cpu_ms": g["server_cpu_ms_per_req"].mean(),
@@ -373,7 +378,9 @@ def _conditions(values: pd.DataFrame) -> str:
         return ", ".join(sorted({str(v) for v in values[column].dropna()} - {"", "-", "nan"})) or default
 
     http = values[values["tier"] == "http"] if "tier" in values.columns else values
-    clients = "httpx" + (" and aiohttp (mixes named -with-aiohttp)" if http["point"].str.contains("-with-aiohttp").any() else "")
+    clients = "httpx" + (
+        " and aiohttp (mixes named -with-aiohttp)" if http["point"].str.contains("-with-aiohttp").any() else ""
+    )
     return (
         f"Conditions: database {seen('database')} ({seen('db_pool', 'unpooled')} connections); HTTP client for "
         f"external calls {clients}; servers {seen('server_config')}; CPU layout {seen('cpu_layout')}."
@@ -502,9 +509,7 @@ def _to_csv(frame: pd.DataFrame, path: Path) -> None:
     frame.to_csv(path, index=False)
 
 
-def _plots(
-    run_dir: Path, data: RunData, table: pd.DataFrame, decided: Decisions, found: list[Call]
-) -> dict[str, str]:
+def _plots(run_dir: Path, data: RunData, table: pd.DataFrame, decided: Decisions, found: list[Call]) -> dict[str, str]:
     """Draw every plot the run has data for; name -> path relative to the run directory."""
     out = run_dir / "plots"
     out.mkdir(exist_ok=True)

@@ -665,8 +665,10 @@ def limit_lines(cells: pd.DataFrame) -> list[str]:
         "",
         "The CPU bound is usable cores × 1000 / server CPU ms per request (with the GIL, one core per server "
         "process; shared CPUs also pay the load generator's and upstream's CPU); the concurrency bound is Little's "
-        "law, usable slots (threads, workers or connections) / (upstream wait + CPU per request); a load generator "
-        "busy over 80% of its wall time is the limit itself. The binding limit is named when the cell came within "
+        "law, usable slots (threads, workers or connections) / (upstream wait + CPU per request); with several "
+        "workers, each is bounded by the connections it actually held (sampled with psutil: one listening socket "
+        "does not balance keep-alive connections), and a skew that binds below both is the \"worker split\"; a load "
+        "generator busy over 80% of its wall time is the limit itself. The binding limit is named when the cell came within "
         "85% of it (lab/limits.py). Server memory is the mean RSS of its whole process tree; per connection, that "
         "over the connections held (what many idle connections cost).",
         "",

@@ -175,3 +175,63 @@ def test_cell_means_averages_ok_repeats_per_cell_and_dimension() -> None:
     assert means.loc["httpx", "repeats"] == 2
     assert means.loc["aiohttp", "throughput_rps"] == pytest.approx(90.0)
     assert means.loc["httpx", "server_spec"] == "gunicorn-gthread:1x8"
+
+
+def test_a_skewed_worker_split_binds_below_the_cpu_and_concurrency_bounds() -> None:
+    # The 2026-12-01 stream cells on 3.13: uvicorn 2 workers, 256 connections, 500 ms held,
+    # 3.1 ms CPU; nearly every connection on one worker, whose loop holds the GIL on one core.
+    stream = cell(
+        role="gil",
+        variant="async",
+        server_spec="uvicorn:2",
+        concurrency=256,
+        nominal_wait_ms=500.0,
+        server_cpu_ms_per_req=3.1,
+        throughput_rps=318.0,
+        busiest_worker_share=31 / 32,
+    )
+    out = cell_limits(stream)
+    busiest = min(1000 / 3.1, 248 * 1000 / 503.1)  # one core: 323 req/s
+    rest = min(1000 / 3.1, 8 * 1000 / 503.1)  # 8 connections: 16 req/s
+    assert out["split_bound_rps"] == pytest.approx(busiest + rest)
+    assert out["binding_limit"] == "worker split"
+    assert (
+        out["limit_text"]
+        == "worker split: 318 of 338 req/s bound (94%; busiest of 2 workers held 97% of the connections)"
+    )
+    # Split evenly, the same cell is bound by CPU (both cores) and the split changes nothing.
+    even = cell_limits({**stream, "busiest_worker_share": 0.5})
+    assert even["split_bound_rps"] >= min(even["cpu_bound_rps"], even["concurrency_bound_rps"])
+    assert even["binding_limit"] != "worker split"
+    assert even["limit_text"].endswith("; busiest of 2 workers held 50% of the connections")
+    # Not sampled (one worker, or a run before the split was recorded): no split bound, no text.
+    unknown = cell_limits({**stream, "busiest_worker_share": math.nan})
+    assert math.isnan(unknown["split_bound_rps"]) and "busiest" not in unknown["limit_text"]
+    assert math.isnan(cell_limits(cell(busiest_worker_share=1.0))["split_bound_rps"])  # gthread 1x8
+
+
+def test_gthread_workers_with_more_connections_than_threads_leave_the_extra_waiting() -> None:
+    # 2x16 facing 32 connections at 500 ms, 24 on one worker: 16 + 8 threads busy, not 32.
+    out = cell_limits(
+        cell(
+            role="gil",
+            server_spec="gunicorn-gthread:2x16",
+            nominal_wait_ms=500.0,
+            server_cpu_ms_per_req=3.0,
+            throughput_rps=46.0,
+            busiest_worker_share=0.75,
+        )
+    )
+    assert out["split_bound_rps"] == pytest.approx(24 * 1000 / 503.0)
+    assert out["concurrency_bound_rps"] == pytest.approx(32 * 1000 / 503.0)
+    assert out["binding_limit"] == "worker split"
+
+
+@pytest.mark.parametrize(
+    ("text", "share"), [("26/6", 26 / 32), ("32", 1.0), ("-", math.nan), ("0/0", math.nan), ("x/2", math.nan)]
+)
+def test_busiest_share_reads_a_recorded_split(text: str, share: float) -> None:
+    from lab.limits import busiest_share
+
+    got = busiest_share(text)
+    assert (math.isnan(got) and math.isnan(share)) or got == pytest.approx(share)

@@ -432,6 +432,11 @@ def test_every_server_kind_a_core_budget_and_open_loop(envs: list[WorkloadEnv], 
     assert open_md["lab_cpu_layout"].startswith("server on CPUs 0;")
     # No uvloop/httptools wheels for 3.13t: the best-available stack falls back, and says so.
     assert by_name["http/billing/async/c2/uvicorn:2/cores=1"]["server_label"] == "uvicorn 2w asyncio+h11"
+    # Two workers: how the connections split is recorded (when a sample fell in the window);
+    # one worker: never sampled.
+    two = by_name["http/billing/async/c4/uvicorn:2/cores=1"]["server_connections_per_worker"]
+    assert two == "-" or 0 < sum(int(n) for n in two.split("/")) <= 4
+    assert by_name["http/billing/sync/c4/gunicorn-sync:1/cores=1"]["server_connections_per_worker"] == "-"
     assert by_name["http/billing/async/c2/granian-asgi:1/cores=1"]["gil_enabled_at_end"] == 0
     report = (tmp_path / "servers" / "report.md").read_text()
     assert "## Open loop: latency at a fixed offered rate" in report

@@ -345,7 +345,8 @@ class PointRun:
         """Drive one slice against its running server; sample server and upstream meanwhile."""
         cell, ctx = s.cell, self.ctx
         warmup, duration = self.window(s)
-        sampler = TreeSampler(server.pid)
+        # Several workers share one listening socket: record how the connections split.
+        sampler = TreeSampler(server.pid, port=port if s.config.workers > 1 else None)
         upstream = ctx.upstream if ctx.upstream and cell.point.needs_upstream else None
         upstream_sampler = TreeSampler(upstream.pid) if upstream else None
         sampler.start()
@@ -446,6 +447,8 @@ class PointRun:
             "server_rss_mean_mib": round(usage.rss_mean_mib, 1),
             "server_threads_peak": usage.threads_peak,
             "server_processes_peak": usage.processes_peak,
+            # "26/6": connections per worker, busiest first ("-": one worker, or not sampled).
+            "server_connections_per_worker": "/".join(map(str, usage.connections_per_worker)) or "-",
             "throughput_rps": round(load["throughput_rps"], 2),
             "latency_p50_ms": lat["p50"] / 1000,
             "latency_p95_ms": lat["p95"] / 1000,
