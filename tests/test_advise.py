@@ -361,3 +361,26 @@ def test_cli_check_prints_the_pooled_fit_and_its_held_out_checks(
     out = capsys.readouterr().out
     assert out.count("held out one mix point at a time") == 2
     assert "= measured decision at 6 of 6 held-out points (100%; meets the 80% target)" in out
+
+
+def test_a_measured_worker_split_bounds_each_worker_by_its_connections() -> None:
+    at = Conditions("gil", 2, 32, "shared", SHAPES["sync"], SHAPES["async"])
+    io = POINTS["io-sweep@latency=500"][0]
+    even = predict(io, TRUE_COST, Rig(loadgen_ms=0.0, upstream_call_ms=0.0), at)
+    assert even.sync.rps == pytest.approx(32000 / 502) and even.sync.limit == "32 in flight"
+    # 24 of 32 connections on one of gthread 2x16's workers: 16 threads busy there, 8 on the
+    # other, and the 8 extra connections wait.
+    skewed = predict(io, TRUE_COST, Rig(0.0, 0.0, {"gunicorn-gthread:2x16": 0.75}), at)
+    assert skewed.sync.rps == pytest.approx(24000 / 502) and skewed.sync.limit == "worker split (busiest 75%)"
+    assert skewed.asy == even.asy  # uvicorn's split was not measured: taken as even
+
+
+def test_the_rig_takes_the_split_the_fitting_points_measured() -> None:
+    df = frame()
+    skew = {"gunicorn-gthread:2x16": 0.75, "uvicorn:2": 0.9}
+    df["busiest_worker_share"] = df["server_spec"].map(skew)  # uvicorn:1 gets NaN: one worker
+    models = build_models(df)
+    assert dict(models["gil"].rig.worker_split) == pytest.approx(skew)
+    # Runs that did not sample the split (no column, or NaN everywhere) leave it empty.
+    assert build_models(frame())["gil"].rig.worker_split == {}
+    assert build_models(df.assign(busiest_worker_share=math.nan))["ft"].rig.worker_split == {}

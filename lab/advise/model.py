@@ -16,7 +16,10 @@ and compares the best of each:
   async cells' CPU (never on their throughput or on the decisions); the client costs are
   FACTS.md's per-call figures;
 - the rig (cores, connections, the shapes tried, load generator CPU per request, upstream CPU
-  per call) is what the runs measured under: medians over the fitting cells.
+  per call, and how unevenly a multi-worker shape's connections split between its workers) is
+  what the runs measured under: medians over the fitting cells. The split bounds each worker
+  by the connections it held (``lab.limits``' worker split); runs before 2026-12-02 did not
+  sample it, and their shapes are taken as evenly split.
 
 A predicted margin inside ``TIE`` is a tie, as the decision map calls a margin whose interval
 includes 1. Agreement counts held-out mix points whose advised outcome (sync, async or tie)
@@ -34,7 +37,8 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import parse_qs
@@ -284,10 +288,14 @@ class Conditions:
 
 @dataclass(frozen=True)
 class Rig:
-    """CPU the helpers spend per request on shared cores (ms): medians over fitting cells."""
+    """CPU the helpers spend per request on shared cores (ms): medians over fitting cells; and,
+    per multi-worker server shape, the busiest worker's share of the connections (median over
+    the fitting points that sampled it): one listening socket does not balance keep-alive
+    connections, so that is a property of the rig, not of an endpoint."""
 
     loadgen_ms: float
     upstream_call_ms: float
+    worker_split: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -317,7 +325,14 @@ def outcome(log_ratio: float) -> Outcome:
     return "async" if log_ratio > 0 else "sync"
 
 
-def _best(shapes: tuple[str, ...], cpu_ms: float, helpers_ms: float, wait_ms: float, at: Conditions) -> Side:
+def _best(
+    shapes: tuple[str, ...],
+    cpu_ms: float,
+    helpers_ms: float,
+    wait_ms: float,
+    at: Conditions,
+    split: Mapping[str, float],
+) -> Side:
     best = Side(math.nan, "-", cpu_ms, "no shape measured")
     for spec in shapes:
         row = {
@@ -330,12 +345,15 @@ def _best(shapes: tuple[str, ...], cpu_ms: float, helpers_ms: float, wait_ms: fl
             "nominal_wait_ms": wait_ms,
             "load_cpu_share": helpers_ms / cpu_ms,
             "cpu_layout": at.cpu_layout,
+            "busiest_worker_share": split.get(spec, math.nan),
         }
         out = cell_limits(row)
-        cpu, slots = float(out["cpu_bound_rps"]), float(out["concurrency_bound_rps"])
+        cpu, slots, skew = (float(out[k]) for k in ("cpu_bound_rps", "concurrency_bound_rps", "split_bound_rps"))
         rps = min(cpu, slots)
+        limit = "CPU" if cpu <= slots else f"{int(out['slots'])} in flight"
+        if skew < rps:  # NaN (one worker, or no split measured) never is
+            rps, limit = skew, f"worker split (busiest {split[spec]:.0%})"
         if not rps <= best.rps:  # also replaces the NaN start
-            limit = "CPU" if cpu <= slots else f"{int(out['slots'])} in flight"
             best = Side(rps, spec, cpu_ms, limit)
     return best
 
@@ -346,8 +364,8 @@ def predict(profile: Profile, cost: AsyncCost, rig: Rig, at: Conditions) -> Pred
     cpu_async = max(cpu_sync + cost.extra_ms(profile), 1e-3)
     helpers = rig.loadgen_ms + profile.upstream_calls * rig.upstream_call_ms
     return Prediction(
-        sync=_best(at.sync_shapes, cpu_sync, helpers, profile.wait_ms, at),
-        asy=_best(at.async_shapes, cpu_async, helpers, profile.wait_ms, at),
+        sync=_best(at.sync_shapes, cpu_sync, helpers, profile.wait_ms, at, rig.worker_split),
+        asy=_best(at.async_shapes, cpu_async, helpers, profile.wait_ms, at, rig.worker_split),
     )
 
 
@@ -423,6 +441,15 @@ def _helper_ms(cells: pd.DataFrame, share: str) -> float:
     return _median(cells[share] * cells["server_cpu_ms_per_req"])
 
 
+def _worker_split(cells: pd.DataFrame) -> dict[str, float]:
+    """Per server shape, the busiest worker's median share of the connections in these cells
+    (shapes whose split was not sampled are left out)."""
+    if "busiest_worker_share" not in cells.columns:
+        return {}
+    shares = cells.groupby("server_spec")["busiest_worker_share"].median()
+    return {str(spec): float(v) for spec, v in shares.items() if math.isfinite(v)}
+
+
 def observations(df: pd.DataFrame) -> pd.DataFrame:
     """One row per run, mix point and interpreter measured with both sync and async (each at
     its best shape by throughput): the profile, the conditions, what the helpers and the async
@@ -475,6 +502,7 @@ def observations(df: pd.DataFrame) -> pd.DataFrame:
                     "async_cpu_ms": float(asy["server_cpu_ms_per_req"].mean()),
                     "loadgen_ms": _helper_ms(both, "load_cpu_share"),
                     "upstream_call_ms": _helper_ms(both, "upstream_cpu_share") / max(profile.upstream_calls, 1.0),
+                    "worker_split": _worker_split(at_point),
                     "ratio": ratio,
                     "low": low,
                     "high": high,
@@ -491,7 +519,15 @@ def fitted(train: pd.DataFrame) -> tuple[AsyncCost, Rig]:
     """The async CPU costs and the helpers' CPU, from the fitting observations."""
     rows = train.to_dict("records")
     cost = fit_cost([o["profile"] for o in rows], [float(o["async_cpu_ms"]) for o in rows])
-    return cost, Rig(loadgen_ms=_median(train["loadgen_ms"]), upstream_call_ms=_median(train["upstream_call_ms"]))
+    splits: dict[str, list[float]] = {}
+    for measured in train["worker_split"] if "worker_split" in train.columns else []:
+        for spec, share in measured.items():
+            splits.setdefault(spec, []).append(share)
+    return cost, Rig(
+        loadgen_ms=_median(train["loadgen_ms"]),
+        upstream_call_ms=_median(train["upstream_call_ms"]),
+        worker_split={spec: float(np.median(v)) for spec, v in sorted(splits.items())},
+    )
 
 
 @dataclass(frozen=True)

@@ -172,6 +172,13 @@ def model_lines(model: Model) -> list[str]:
         f"({model.rig.upstream_call_ms:.2f} ms per call) on the same {at.cores} cores; a margin under "
         f"{TIE:.0%} is a tie.",
     ]
+    if model.rig.worker_split:
+        lines[-1] += (
+            " Multi-worker shapes are bounded per worker by the measured split of the connections (busiest worker's "
+            "share, median over the fitting points: "
+            + ", ".join(f"{spec} {share:.0%}" for spec, share in model.rig.worker_split.items())
+            + ")."
+        )
     return lines
 
 
