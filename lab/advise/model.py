@@ -18,8 +18,10 @@ and compares the best of each:
 - the rig (cores, connections, the shapes tried, load generator CPU per request, upstream CPU
   per call, and how unevenly a multi-worker shape's connections split between its workers) is
   what the runs measured under: medians over the fitting cells. The split bounds each worker
-  by the connections it held (``lab.limits``' worker split); runs before 2026-12-02 did not
-  sample it, and their shapes are taken as evenly split.
+  by the connections it held (``lab.limits``' worker split). It is the rig's, not a run's: a
+  shape's split is redrawn every round, so the median of the runs that sampled it (from
+  2026-12-02) applies to every prediction, older runs' points included; with no run that
+  sampled it, shapes are taken as evenly split.
 
 A predicted margin inside ``TIE`` is a tie, as the decision map calls a margin whose interval
 includes 1. Agreement counts held-out mix points whose advised outcome (sync, async or tie)
