@@ -176,7 +176,7 @@ def test_held_out_miss_is_reported_honestly() -> None:
     model = build_models(df)["gil"]
     assert model.agreement == (5, 6)
     lines = advise.check_lines(model)
-    assert "at 5 of 6 held-out points (83%; meets the 80% target)" in lines[0]
+    assert "at 5 of 6 held-out points (83.3%; meets the 80% target)" in lines[0]
     # The measured interval [1.03, 1.87] still reaches the tie range (0.91, 1.1): not ruled out.
     assert model.not_contradicted == 6 and "not contradicted by the measured 95% interval at 6 of 6" in lines[0]
     # Twice the bound: the interval lies wholly above the tie range, and the advice is ruled out.
@@ -360,7 +360,7 @@ def test_cli_check_prints_the_pooled_fit_and_its_held_out_checks(
     assert main(["-q", "advise", "--run", "a", "--run", "b", "--check"]) == 0
     out = capsys.readouterr().out
     assert out.count("held out one mix point at a time") == 2
-    assert "= measured decision at 6 of 6 held-out points (100%; meets the 80% target)" in out
+    assert "= measured decision at 6 of 6 held-out points (100.0%; meets the 80% target)" in out
 
 
 def test_a_measured_worker_split_bounds_each_worker_by_its_connections() -> None:

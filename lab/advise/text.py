@@ -190,7 +190,7 @@ def check_lines(model: Model) -> list[str]:
     verdict = "meets" if share >= AGREEMENT_TARGET else "MISSES"
     agreement = (
         f"advised outcome (sync, async or tie) = measured decision at {agree} of {total} held-out points "
-        f"({share:.0%}; {verdict} the {AGREEMENT_TARGET:.0%} target)"
+        f"({share:.1%}; {verdict} the {AGREEMENT_TARGET:.0%} target)"
         if total
         else "no held-out point has a measured decision between sync and async"
     )
