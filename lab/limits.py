@@ -339,6 +339,12 @@ def cell_means(values: pd.DataFrame) -> pd.DataFrame:
     # A cell's throughput is the mean of its repeats' rates, as in the summary table; its
     # labels (server label, CPU layout, ...) are the same in every repeat.
     means = ok.groupby(keys, sort=True, dropna=False)[numeric].mean()
+    if "busiest_worker_share" in means.columns:
+        # The split is sampled only in rounds long enough (2 s), often only the cold first one:
+        # a share from some rounds beside the throughput of all of them would bound the cell
+        # by a split its other rounds did not have. Known for the cell only if known in each round.
+        unsampled = ok["busiest_worker_share"].isna().groupby([ok[k] for k in keys], sort=True, dropna=False).any()
+        means.loc[unsampled.to_numpy(), "busiest_worker_share"] = math.nan
     firsts = ok.groupby(keys, sort=True, dropna=False)[
         [c for c in ok.columns if c not in keys and c not in numeric]
     ].first()

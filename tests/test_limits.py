@@ -235,3 +235,17 @@ def test_busiest_share_reads_a_recorded_split(text: str, share: float) -> None:
 
     got = busiest_share(text)
     assert (math.isnan(got) and math.isnan(share)) or got == pytest.approx(share)
+
+
+def test_a_cell_has_a_split_only_when_every_round_sampled_it() -> None:
+    rounds = pd.DataFrame(
+        [
+            cell(server_spec="uvicorn:2", repeat=0, throughput_rps=255.0, busiest_worker_share=1.0),
+            cell(server_spec="uvicorn:2", repeat=1, throughput_rps=367.0, busiest_worker_share=math.nan),
+            cell(server_spec="gunicorn-gthread:2x16", repeat=0, busiest_worker_share=0.75),
+            cell(server_spec="gunicorn-gthread:2x16", repeat=1, busiest_worker_share=0.75),
+        ]
+    )
+    means = cell_means(rounds).set_index("server_spec")
+    assert math.isnan(means.loc["uvicorn:2", "busiest_worker_share"])
+    assert means.loc["gunicorn-gthread:2x16", "busiest_worker_share"] == pytest.approx(0.75)
