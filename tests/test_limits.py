@@ -247,5 +247,5 @@ def test_a_cell_has_a_split_only_when_every_round_sampled_it() -> None:
         ]
     )
     means = cell_means(rounds).set_index("server_spec")
-    assert math.isnan(means.loc["uvicorn:2", "busiest_worker_share"])
+    assert math.isnan(float(means.loc["uvicorn:2", "busiest_worker_share"]))
     assert means.loc["gunicorn-gthread:2x16", "busiest_worker_share"] == pytest.approx(0.75)
