@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Literal, get_args
 
 import pandas as pd
@@ -202,20 +203,17 @@ def split_bound(
     server: ServerConfig, connections: int, share: float, cores: int, gil: bool, cpu_ms: float, hold_ms: float
 ) -> float:
     """Throughput bound of a multi-worker server whose busiest worker holds ``share`` of the
-    connections, the rest spread evenly over the other workers (NaN when it does not apply)."""
+    connections, the rest spread evenly over the other workers (NaN when it does not apply):
+    each worker is a one-worker server of the same kind with its own connections."""
     if server.workers < 2 or server.kind == "gunicorn-sync" or not 0 < share <= 1:
         return math.nan
-    if gil:
-        worker_cores = 1
-    elif server.kind in ("gunicorn-gthread", "granian-wsgi"):
-        worker_cores = min(cores, server.threads)
-    else:
-        worker_cores = cores
-    threaded = server.kind in ("gunicorn-gthread", "granian-wsgi")
-    held = [share * connections] + [(1 - share) * connections / (server.workers - 1)] * (server.workers - 1)
+    worker = replace(server, workers=1)
+    worker_cores, _ = usable_cores(worker, cores, gil)
+    rest = (1 - share) * connections / (server.workers - 1)
     total = 0.0
-    for conns in held:
-        worker_slots = min(conns, server.threads) if threaded else conns
+    for held in [share * connections] + [rest] * (server.workers - 1):
+        # slots() caps the connections by the worker's threads (gthread) or keeps them (ASGI).
+        worker_slots = min(held, slots(worker, math.ceil(held))[0])
         total += min(worker_cores * 1000.0 / cpu_ms, worker_slots * 1000.0 / hold_ms)
     return total
 

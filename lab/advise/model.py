@@ -522,7 +522,7 @@ def fitted(train: pd.DataFrame) -> tuple[AsyncCost, Rig]:
     rows = train.to_dict("records")
     cost = fit_cost([o["profile"] for o in rows], [float(o["async_cpu_ms"]) for o in rows])
     splits: dict[str, list[float]] = {}
-    for measured in train["worker_split"] if "worker_split" in train.columns else []:
+    for measured in train["worker_split"]:
         for spec, share in measured.items():
             splits.setdefault(spec, []).append(share)
     return cost, Rig(
