@@ -5,7 +5,9 @@ arrives (after ``--think-ms`` of idle time, if given). Open loop (``--rate``): r
 due at fixed intervals and each latency is measured from when its request was due, not
 when a connection was free to send it, so a server that falls behind shows it in the
 percentiles (no coordinated omission). Requests still unsent when the run stops are
-recorded at their wait so far and counted as ``unsent``.
+recorded at their wait so far and counted as ``unsent``. Throughput: in the closed loop, the
+2xx answers pro-rated by how much of each one's time fell inside the measured window
+(``lab.loadconn.served_in`` says why); in the open loop, the due requests answered.
 
 Failures are latencies too: a request that fails (refused, reset, closed, malformed) is
 recorded in the histogram at the time it took to fail, and one that times out at the
@@ -56,7 +58,7 @@ from urllib.parse import urlsplit
 
 from hdrh.histogram import HdrHistogram
 
-from lab.loadconn import LoadRun
+from lab.loadconn import LoadRun, served_in
 
 HIST_MIN_US, HIST_DIGITS = 1, 3
 MAX_DURATION_S = 600.0
@@ -259,9 +261,11 @@ async def run_load(p: LoadParams) -> dict[str, Any]:
         # shorten it by up to one interval and overstate the rate.
         end = ended if run.budget <= 0 else max(ended, run.deadline)
         measured_wall = max(1e-9, end - run.measure_from)
+        served = float(counts["ok"])
     else:
         end = min(ended, run.deadline)
         measured_wall = max(1e-9, end - run.measure_from) if end > run.measure_from else 1e-9
+        served = served_in(run.ok_spans, run.measure_from, end)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     hist, clamped = _histogram(run.latencies, highest_us)
     ttfb, _ = _histogram(run.ttfb, highest_us)
@@ -292,7 +296,12 @@ async def run_load(p: LoadParams) -> dict[str, Any]:
         "connect_errors": run.connect_errors,
         "peak_connections": run.peak_open,
         "events": run.events,
-        "throughput_rps": counts["ok"] / measured_wall,
+        # Closed loop: answers pro-rated by their time inside the window (``served_in``);
+        # open loop: the due requests answered (the schedule, not the server, sets the phase).
+        "throughput_rps": served / measured_wall,
+        # Requests sent in the window and answered, over the window: the closed loop's
+        # estimate before 2026-12-02, kept so a round can show how far the edges moved it.
+        "started_rps": counts["ok"] / measured_wall,
         "latency_us": percentiles(hist),
         "ttfb_us": percentiles(ttfb),
         "histogram": hist.encode().decode("ascii") if hist.get_total_count() else "",

@@ -110,6 +110,31 @@ class Conn(asyncio.Protocol):
             self.dead = True  # closed by the server while idle: the next request reconnects
 
 
+def served_in(spans: array[float], start: float, end: float) -> float:
+    """Answers served in ``[start, end)``, each pro-rated by the share of its time inside it.
+
+    ``spans`` holds (start, end) pairs. Why not the requests started in the window: in a closed
+    loop every connection sends its next request the instant an answer arrives, so with the
+    same wait on every request (an upstream at a fixed 500 ms) the connections cycle in step
+    and a window a few hold times long sees each of them start either k or k + 1 requests
+    depending on where the window's edges fall. Runs 2026-12-02-quick-f/-g measured sync at
+    io-sweep@latency=500 at 64.0 req/s in 8 of 9 rounds (6 starts for every one of 32
+    connections in 3 s), above the 62-63 req/s its own mean latency allows, while uvicorn's
+    rounds fell between 51 and 63. A request's share of the window is what it contributed
+    to it, so the sum is the rate without the edge effect (a connection always busy with
+    requests of T seconds counts window / T).
+    """
+    served = 0.0
+    for i in range(0, len(spans), 2):
+        t0, t1 = spans[i], spans[i + 1]
+        inside = min(t1, end) - max(t0, start)
+        if inside > 0:
+            served += inside / (t1 - t0)
+        elif t1 == t0 and start <= t0 < end:
+            served += 1.0
+    return served
+
+
 class LoadRun:
     """The state of one run: schedule, counts and recorded latencies, driven by callbacks."""
 
@@ -128,6 +153,9 @@ class LoadRun:
         self.warmup_samples: dict[str, int] = {}
         self.latencies = array("d")  # seconds, measured requests (errors and timeouts included)
         self.ttfb = array("d")  # seconds to the first byte of each answered measured request
+        # Closed loop: (start, end) of every 2xx answer that ended after the window opened,
+        # warm-up requests included, for ``served_in``.
+        self.ok_spans = array("d")
         self.budget = p.max_requests
         self.next_slot = 0
         self.idle: list[Conn | None] = []  # open loop: free connections (None: needs a connect)
@@ -269,6 +297,9 @@ class LoadRun:
                 self._sample(self.samples, f"HTTP {parser.status}")
         else:
             self.counts["warmup"] += 1
+        if not self.open and t > self.measure_from and 200 <= parser.status < 300:
+            # From when the lane took the request on (its connect included) to its answer.
+            self.ok_spans.extend((c.intended, t))
         c.answers += 1
         if parser.close or c.answers == self.p.conn_requests:
             # gunicorn's sync worker closes after every response, and --conn-requests closes

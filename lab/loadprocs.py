@@ -48,6 +48,7 @@ SUMMED = (
     "cpu_s",
     "cpu_after_s",
     "throughput_rps",
+    "started_rps",
     "connections",
     "max_requests",
     "rate_rps",

@@ -150,7 +150,8 @@ def _result(latencies_us: list[int], **counts: Any) -> dict[str, Any]:
         hist.record_value(v)
     base: dict[str, Any] = {key: 0 for key in ("requests", "ok", "non_2xx", "errors", "warmup", "reconnects", "unsent")}
     base |= {key: 0 for key in ("warmup_errors", "connects", "connect_errors", "peak_connections", "events")}
-    base |= {"clamped": 0, "cpu_s": 0.0, "cpu_after_s": 0.0, "throughput_rps": 0.0, "connections": 1}
+    base |= {"clamped": 0, "cpu_s": 0.0, "cpu_after_s": 0.0, "throughput_rps": 0.0, "started_rps": 0.0}
+    base |= {"connections": 1}
     base |= {"max_requests": 10, "rate_rps": 0.0, "wall_s": 1.0, "measured_wall_s": 1.0, "started_at": 100.0}
     base |= {"generator": "lab.load closed-loop uvloop", "histogram_max_us": 10_000_000, "ttfb_histogram": ""}
     base |= {"error_samples": [], "warmup_error_samples": []}
@@ -397,6 +398,16 @@ def test_many_mostly_idle_connections_are_held(server: LabTestServer) -> None:
     assert result["errors"] == result["warmup_errors"] == 0 and result["error_samples"] == []
     assert result["peak_connections"] == 1024
     assert result["warmup"] + result["ok"] >= 1024  # every connection was answered at least once
+
+
+def test_closed_loop_throughput_is_not_set_by_where_the_window_edges_fall(server: LabTestServer) -> None:
+    # Every answer takes 0.3 s and the 8 connections cycle in step: 0.0, 0.3, 0.6, 0.9, 1.2 s.
+    # The window [0.25, 1.3) sees each start 4 requests (30.5 req/s by that count) as long as
+    # an answer takes under 0.325 s, while no connection can answer faster than one per 0.3 s
+    # (26.7 req/s in all).
+    result = load(server.url("/hold"), connections=8, warmup=0.25, duration=1.05)
+    assert result["started_rps"] > 8 / 0.3  # what the count of started requests would say
+    assert 8 / 0.3 * 0.85 < result["throughput_rps"] <= 8 / 0.3
 
 
 def test_think_time_spaces_the_requests_of_a_connection(server: LabTestServer) -> None:

@@ -450,6 +450,9 @@ class PointRun:
             # "26/6": connections per worker, busiest first ("-": one worker, or not sampled).
             "server_connections_per_worker": "/".join(map(str, usage.connections_per_worker)) or "-",
             "throughput_rps": round(load["throughput_rps"], 2),
+            "load_started_rps": round(load.get("started_rps", load["throughput_rps"]), 2),
+            # The mean time a connection held each measured request (Little's law's hold time).
+            "latency_mean_ms": round(lat.get("mean", 0.0) / 1000, 3),
             "latency_p50_ms": lat["p50"] / 1000,
             "latency_p95_ms": lat["p95"] / 1000,
             "latency_p99_ms": lat["p99"] / 1000,
