@@ -52,6 +52,13 @@ slots are its connections (capped by its threads for gthread). An even split giv
 CPU and concurrency bounds; a skewed one (31 of 32 connections on one uvicorn worker) binds
 below both ("worker split").
 
+Ceiling (closed loop, a request that waits upstream or is held): no connection can finish
+requests faster than one per wait, so ``connections × 1000 / nominal_wait_ms`` is a hard
+ceiling, not a model. A cell measured above it by more than ``CEILING_SLACK``
+(``above_ceiling``) is a measurement artifact: before 2026-12-02 the load generator counted
+the requests started in its window, which read a long-poll cell at 320 req/s with 256
+connections each held 1 s (run 2026-12-01-async-pays).
+
 Load generator bound: when the load generator was on-CPU more than ``LOADGEN_BUSY`` of the
 cell's wall time (``load_busy``), it is the limit: ``load_bound_rps = throughput / load_busy``
 is what it could have driven fully busy. Open-loop cells have one more bound, the offered
@@ -94,6 +101,8 @@ LOADGEN_BUSY = 0.8
 # A cell "reached" a bound at this fraction of it. The bounds are best cases (no queueing,
 # no parsing time counted in the hold time), so a cell at its limit lands at ~0.9-1.05.
 REACHED = 0.85
+# Measured above connections / wait by more than this: not a result (see Ceiling above).
+CEILING_SLACK = 0.02
 REQUIRED_COLUMNS = (
     "role",
     "server_spec",
@@ -118,6 +127,7 @@ OUTPUT_COLUMNS = (
     "bound_fraction",
     "binding_limit",
     "limit_text",
+    "above_ceiling",
 )
 _SINGULAR = {"threads": "thread", "workers": "worker", "connections": "connection", "processes": "process"}
 # One row per cell: the keys summary_table groups by, plus the interpreter role.
@@ -250,7 +260,7 @@ def cell_limits(row: Mapping[str, Any]) -> dict[str, Any]:
     }
     if server is None or not cpu_ms > 0 or cores <= 0 or connections <= 0 or math.isnan(rps):
         missing = "no server CPU per request recorded" if not cpu_ms > 0 else "no server, cores or connections"
-        return {**out, "binding_limit": "unknown", "limit_text": f"unknown: {missing}"}
+        return {**out, "binding_limit": "unknown", "limit_text": f"unknown: {missing}", "above_ceiling": False}
 
     usable, why = usable_cores(server, cores, gil_held(row))
     cpu_bound = usable * 1000.0 / cpu_ms
@@ -309,7 +319,13 @@ def cell_limits(row: Mapping[str, Any]) -> dict[str, Any]:
     if limit != "worker split" and server.workers > 1 and math.isfinite(share):
         # How the connections split tells whether "2 workers" really ran as two.
         text += f"; busiest of {_n(server.workers, 'workers')} held {share:.0%} of the connections"
-    return {**out, "binding_limit": limit, "limit_text": text}
+    above = not offered > 0 and wait_ms > 0 and rps > connections * 1000.0 / wait_ms * (1 + CEILING_SLACK)
+    if above:
+        text += (
+            f"; ABOVE the ceiling of {_n(connections, 'connections')} / {wait_ms:,.0f} ms wait "
+            f"({_rps(connections * 1000.0 / wait_ms)} req/s): a measurement artifact, not a result"
+        )
+    return {**out, "binding_limit": limit, "limit_text": text, "above_ceiling": above}
 
 
 def limits(frame: pd.DataFrame) -> pd.DataFrame:

@@ -36,12 +36,6 @@ class ResourceUsage:
     # samples, busiest first); empty when not sampled.
     connections_per_worker: tuple[int, ...] = ()
 
-    @property
-    def busiest_worker_share(self) -> float:
-        """The busiest worker's share of the server's connections (NaN when not sampled)."""
-        total = sum(self.connections_per_worker)
-        return max(self.connections_per_worker) / total if total else float("nan")
-
 
 def _tree(root: psutil.Process) -> list[psutil.Process]:
     try:

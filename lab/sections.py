@@ -671,6 +671,7 @@ def limit_lines(cells: pd.DataFrame) -> list[str]:
         "generator busy over 80% of its wall time is the limit itself. The binding limit is named when the cell came within "
         "85% of it (lab/limits.py). Server memory is the mean RSS of its whole process tree; per connection, that "
         "over the connections held (what many idle connections cost).",
+        *_ceiling_lines(bounded),
         "",
         *table(
             ["mix", "variant", "server", "interpreter", "connections", "req/s", "server RSS MiB", "KiB per connection",
@@ -678,6 +679,23 @@ def limit_lines(cells: pd.DataFrame) -> list[str]:
             rows,
             "lllllrrrl",
         ),
+    ]
+
+
+def _ceiling_lines(bounded: pd.DataFrame) -> list[str]:
+    """A warning when cells measured above their hard ceiling (connections / wait)."""
+    above = bounded[bounded["above_ceiling"].astype(bool)]
+    if above.empty:
+        return []
+    names = ", ".join(
+        f"{r['point']} {r['variant']} {r['server_spec']} ({'3.13t' if r['role'] == 'ft' else '3.13'})"
+        for r in above.to_dict("records")
+    )
+    return [
+        "",
+        f"**Warning: {len(above)} cell(s) measured above their ceiling** of connections / upstream wait, which no "
+        f"server can exceed: {names}. Their throughput is a measurement artifact (runs before 2026-12-02 counted "
+        "the requests started in the window, lab/loadconn.py served_in); do not quote them.",
     ]
 
 

@@ -249,3 +249,22 @@ def test_a_cell_has_a_split_only_when_every_round_sampled_it() -> None:
     shares = cell_means(rounds).set_index("server_spec")["busiest_worker_share"].to_dict()
     assert math.isnan(shares["uvicorn:2"])
     assert shares["gunicorn-gthread:2x16"] == pytest.approx(0.75)
+
+
+def test_a_closed_loop_cell_above_connections_over_wait_is_flagged_as_an_artifact() -> None:
+    # 256 connections each held 1 s cannot serve 320 req/s (run 2026-12-01-async-pays, long-poll).
+    long_poll = {
+        "role": "ft",
+        "server_spec": "gunicorn-gthread:1x256",
+        "cores": 2,
+        "concurrency": 256,
+        "throughput_rps": 320.0,
+        "server_cpu_ms_per_req": 1.2,
+        "nominal_wait_ms": 1000.0,
+    }
+    flagged = cell_limits(long_poll)
+    assert flagged["above_ceiling"] and "ABOVE the ceiling of 256 connections / 1,000 ms wait" in flagged["limit_text"]
+    assert not cell_limits({**long_poll, "throughput_rps": 255.0})["above_ceiling"]
+    # An open loop's rate is what it offered; the ceiling is a closed-loop argument.
+    assert not cell_limits({**long_poll, "rate_rps": 300.0})["above_ceiling"]
+    assert not cell_limits({**long_poll, "nominal_wait_ms": 0.0})["above_ceiling"]
