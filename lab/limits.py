@@ -55,7 +55,7 @@ below both ("worker split").
 Ceiling (closed loop, a request that waits upstream or is held): no connection can finish
 requests faster than one per wait, so ``connections × 1000 / nominal_wait_ms`` is a hard
 ceiling, not a model. A cell measured above it by more than ``CEILING_SLACK``
-(``above_ceiling``) is a measurement artifact: before 2026-12-02 the load generator counted
+(``above_ceiling``) is a measurement artifact: in runs before 2026-12-06-quick-h the load generator counted
 the requests started in its window, which read a long-poll cell at 320 req/s with 256
 connections each held 1 s (run 2026-12-01-async-pays).
 

@@ -300,7 +300,7 @@ async def run_load(p: LoadParams) -> dict[str, Any]:
         # open loop: the due requests answered (the schedule, not the server, sets the phase).
         "throughput_rps": served / measured_wall,
         # Requests sent in the window and answered, over the window: the closed loop's
-        # estimate before 2026-12-02, kept so a round can show how far the edges moved it.
+        # estimate in runs before 2026-12-06, kept so a round can show how far the edges moved it.
         "started_rps": counts["ok"] / measured_wall,
         "latency_us": percentiles(hist),
         "ttfb_us": percentiles(ttfb),

@@ -107,7 +107,7 @@ def load_run(run_dir: Path) -> RunData:
                             "p999_ms": float(md.get("latency_p999_ms", math.nan)),
                             "mean_ms": float(md.get("latency_mean_ms", math.nan)),
                             # The closed loop's requests started in the window per second
-                            # (its throughput before 2026-12-02; lab.loadconn.served_in).
+                            # (its throughput in runs before 2026-12-06; lab.loadconn.served_in).
                             "started_rps": float(md.get("load_started_rps", math.nan)),
                             "rss_peak_mib": float(md.get("server_rss_peak_mib", math.nan)),
                             "rss_mean_mib": float(md.get("server_rss_mean_mib", math.nan)),

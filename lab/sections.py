@@ -694,7 +694,7 @@ def _ceiling_lines(bounded: pd.DataFrame) -> list[str]:
     return [
         "",
         f"**Warning: {len(above)} cell(s) measured above their ceiling** of connections / upstream wait, which no "
-        f"server can exceed: {names}. Their throughput is a measurement artifact (runs before 2026-12-02 counted "
+        f"server can exceed: {names}. Their throughput is a measurement artifact (runs before 2026-12-06 counted "
         "the requests started in the window, lab/loadconn.py served_in); do not quote them.",
     ]
 
