@@ -12,9 +12,9 @@ and compares the best of each:
   cell's);
 - async CPU per request: ``cpu_ms + base_ms + crossing_ms x crossings + connect_ms x
   connections opened + calls x (async client - sync client CPU per call)``. ``base_ms``,
-  ``crossing_ms`` and ``connect_ms`` are fitted by non-negative least squares on the measured
-  async cells' CPU (never on their throughput or on the decisions); the client costs are
-  FACTS.md's per-call figures;
+  ``crossing_ms`` and ``connect_ms`` are fitted by non-negative least absolute deviations on
+  the measured async cells' CPU (never on their throughput or on the decisions); the client
+  costs are FACTS.md's per-call figures;
 - the rig (cores, connections, the shapes tried, load generator CPU per request, upstream CPU
   per call, and how unevenly a multi-worker shape's connections split between its workers) is
   what the runs measured under: medians over the fitting cells. The split bounds each worker
