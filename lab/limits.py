@@ -55,9 +55,9 @@ below both ("worker split").
 Ceiling (closed loop, a request that waits upstream or is held): no connection can finish
 requests faster than one per wait, so ``connections × 1000 / nominal_wait_ms`` is a hard
 ceiling, not a model. A cell measured above it by more than ``CEILING_SLACK``
-(``above_ceiling``) is a measurement artifact: in runs before 2026-12-06-quick-h the load generator counted
-the requests started in its window, which read a long-poll cell at 320 req/s with 256
-connections each held 1 s (run 2026-12-01-async-pays).
+(``above_ceiling``) is a measurement artifact: in runs before 2026-12-06-quick-h the load
+generator counted the requests started in its window, which read a long-poll cell at 320
+req/s with 256 connections each held 1 s (run 2026-12-01-async-pays).
 
 Load generator bound: when the load generator was on-CPU more than ``LOADGEN_BUSY`` of the
 cell's wall time (``load_busy``), it is the limit: ``load_bound_rps = throughput / load_busy``
@@ -257,10 +257,11 @@ def cell_limits(row: Mapping[str, Any]) -> dict[str, Any]:
         "load_bound_rps": math.nan,
         "bound_rps": math.nan,
         "bound_fraction": math.nan,
+        "above_ceiling": False,
     }
     if server is None or not cpu_ms > 0 or cores <= 0 or connections <= 0 or math.isnan(rps):
         missing = "no server CPU per request recorded" if not cpu_ms > 0 else "no server, cores or connections"
-        return {**out, "binding_limit": "unknown", "limit_text": f"unknown: {missing}", "above_ceiling": False}
+        return {**out, "binding_limit": "unknown", "limit_text": f"unknown: {missing}"}
 
     usable, why = usable_cores(server, cores, gil_held(row))
     cpu_bound = usable * 1000.0 / cpu_ms
@@ -319,11 +320,12 @@ def cell_limits(row: Mapping[str, Any]) -> dict[str, Any]:
     if limit != "worker split" and server.workers > 1 and math.isfinite(share):
         # How the connections split tells whether "2 workers" really ran as two.
         text += f"; busiest of {_n(server.workers, 'workers')} held {share:.0%} of the connections"
-    above = not offered > 0 and wait_ms > 0 and rps > connections * 1000.0 / wait_ms * (1 + CEILING_SLACK)
+    ceiling = connections * 1000.0 / wait_ms if wait_ms > 0 and not offered > 0 else math.inf
+    above = rps > ceiling * (1 + CEILING_SLACK)
     if above:
         text += (
             f"; ABOVE the ceiling of {_n(connections, 'connections')} / {wait_ms:,.0f} ms wait "
-            f"({_rps(connections * 1000.0 / wait_ms)} req/s): a measurement artifact, not a result"
+            f"({_rps(ceiling)} req/s): a measurement artifact, not a result"
         )
     return {**out, "binding_limit": limit, "limit_text": text, "above_ceiling": above}
 

@@ -655,7 +655,7 @@ def limit_lines(cells: pd.DataFrame) -> list[str]:
         rss = float(r.get("rss_mean_mib", math.nan))
         per_connection = "—" if math.isnan(rss) else f"{rss * 1024 / max(1, int(r['concurrency'])):,.0f}"
         rows.append(
-            [label, str(r["variant"]), str(r["server_spec"]), "3.13t" if r["role"] == "ft" else "3.13",
+            [label, str(r["variant"]), str(r["server_spec"]), who(str(r["role"])),
              str(int(r["concurrency"])), fmt(float(r["throughput_rps"])), fmt(rss), per_connection,
              str(r["limit_text"])]
         )  # fmt: skip
@@ -688,7 +688,7 @@ def _ceiling_lines(bounded: pd.DataFrame) -> list[str]:
     if above.empty:
         return []
     names = ", ".join(
-        f"{r['point']} {r['variant']} {r['server_spec']} ({'3.13t' if r['role'] == 'ft' else '3.13'})"
+        f"{r['point']} {r['variant']} {r['server_spec']} ({who(str(r['role']))})"
         for r in above.to_dict("records")
     )
     return [
