@@ -176,7 +176,8 @@ def test_held_out_miss_is_reported_honestly() -> None:
     model = build_models(df)["gil"]
     assert model.agreement == (5, 6)
     lines = advise.check_lines(model)
-    assert "at 5 of 6 held-out points (83.3%; meets the 80% target)" in lines[0]
+    assert "at 5 of 6 held-out points (83.3%; meets the 80% target; the measured ratio itself" in lines[0]
+    assert "would agree at 6 of 6: a perfect prediction's score" in lines[0] and model.rule_ceiling == 6
     # The measured interval [1.03, 1.87] still reaches the tie range (0.91, 1.1): not ruled out.
     assert model.not_contradicted == 6 and "not contradicted by the measured 95% interval at 6 of 6" in lines[0]
     # Twice the bound: the interval lies wholly above the tie range, and the advice is ruled out.
@@ -360,7 +361,7 @@ def test_cli_check_prints_the_pooled_fit_and_its_held_out_checks(
     assert main(["-q", "advise", "--run", "a", "--run", "b", "--check"]) == 0
     out = capsys.readouterr().out
     assert out.count("held out one mix point at a time") == 2
-    assert "= measured decision at 6 of 6 held-out points (100.0%; meets the 80% target)" in out
+    assert "= measured decision at 6 of 6 held-out points (100.0%; meets the 80% target;" in out
 
 
 def test_a_measured_worker_split_bounds_each_worker_by_its_connections() -> None:
@@ -384,3 +385,17 @@ def test_the_rig_takes_the_split_the_fitting_points_measured() -> None:
     # Runs that did not sample the split (no column, or NaN everywhere) leave it empty.
     assert build_models(frame())["gil"].rig.worker_split == {}
     assert build_models(df.assign(busiest_worker_share=math.nan))["ft"].rig.worker_split == {}
+
+
+def test_rule_ceiling_counts_decided_margins_inside_the_tie_band_as_unreachable() -> None:
+    # Sync serves 4% more at 500 ms in every round: the decision map calls sync (its interval
+    # excludes 1), the 10% tie rule calls the same ratio a tie, so even the measured ratio
+    # itself, used as the advice, misses there.
+    df = frame()
+    odd = df["point"].eq("io-sweep@latency=500") & df["variant"].eq("async")
+    sync_rps = df.loc[df["point"].eq("io-sweep@latency=500") & df["variant"].eq("sync"), "throughput_rps"].max()
+    df.loc[odd, "throughput_rps"] = sync_rps / 1.04 * df.loc[odd, "repeat"].map({0: 1.0, 1: 1.005, 2: 0.995})
+    model = build_models(df)["gil"]
+    obs = model.obs.set_index("point")
+    assert obs.loc["io-sweep@latency=500", "measured"] == "sync"
+    assert model.rule_ceiling == 5 and model.agreement[1] == 6

@@ -562,6 +562,17 @@ class Model:
         return int((judged["advised"] == judged["measured"]).sum()), len(judged)
 
     @property
+    def rule_ceiling(self) -> int:
+        """Held-out points a perfect predictor would get right under this outcome rule: the
+        outcome of the measured ratio itself against the measured decision. A decided margin
+        inside TIE (sync x1.04 with an interval of [1.02, 1.05]) is a tie to the rule and a win
+        to the decision map, so an accurate model misses there (only one that overstates the
+        margin past TIE agrees); this says how much of the agreement's shortfall is the rule's
+        and how much the model's."""
+        judged = self.obs[self.obs["measured"] != ""]
+        return int(sum(outcome(math.log(r)) == m for r, m in zip(judged["ratio"], judged["measured"], strict=True)))
+
+    @property
     def not_contradicted(self) -> int:
         """Held-out points whose measured 95% interval reaches the advised outcome's range (a
         ratio under 1/(1 + TIE), inside ±TIE, or over 1 + TIE): the run cannot rule the advice

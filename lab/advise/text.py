@@ -190,7 +190,8 @@ def check_lines(model: Model) -> list[str]:
     verdict = "meets" if share >= AGREEMENT_TARGET else "MISSES"
     agreement = (
         f"advised outcome (sync, async or tie) = measured decision at {agree} of {total} held-out points "
-        f"({share:.1%}; {verdict} the {AGREEMENT_TARGET:.0%} target)"
+        f"({share:.1%}; {verdict} the {AGREEMENT_TARGET:.0%} target; the measured ratio itself, advised under the "
+        f"same {TIE:.0%} tie rule, would agree at {model.rule_ceiling} of {total}: a perfect prediction's score)"
         if total
         else "no held-out point has a measured decision between sync and async"
     )
