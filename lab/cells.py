@@ -263,6 +263,14 @@ def slice_window(
     return warmup, duration
 
 
+def stagger_of(stagger: bool, cell: Cell) -> float:
+    """Seconds a closed-loop cell's connections take to start under ``plan.http_stagger``: one
+    nominal wait of its point (0: not staggered, an open-loop cell, or a point with no wait)."""
+    if not stagger or cell.open_loop or not cell.point.nominal_wait_ms > 0:
+        return 0.0
+    return cell.point.nominal_wait_ms / 1000
+
+
 def estimate_seconds(plan: Plan, cells: list[Cell], interpreters: int, *, with_crossings: bool = True) -> float:
     """Rough wall time, printed before the run starts."""
     # pyperf: per worker process, start-up (~0.35 s measured for the crossing scripts) plus
@@ -292,7 +300,8 @@ def estimate_seconds(plan: Plan, cells: list[Cell], interpreters: int, *, with_c
         warmup, duration = slice_window(*window)
         cold_warmup, _ = slice_window(*window, cell.concurrency)
         # Every round, plus the first round's longer warm-up on a cold server.
-        total += interpreters * (plan.repeats * (warmup + duration + SLICE_OVERHEAD_S) + cold_warmup - warmup)
+        stagger = stagger_of(plan.http_stagger, cell)
+        total += interpreters * (plan.repeats * (stagger + warmup + duration + SLICE_OVERHEAD_S) + cold_warmup - warmup)
         points.add((cell.point.label, cell.middleware, cell.cores, cell.rate_fraction))
     # Each mix point starts its servers (one per interpreter and server shape) together:
     # they boot in parallel, stop one after the other.

@@ -144,7 +144,7 @@ CELL_KEYS = (
 )
 # Dimensions other stages may add to the values; grouped by when present so that cells
 # differing only in them (e.g. the HTTP client, a pooled database) are never averaged together.
-EXTRA_CELL_KEYS = ("interpreter", "mix", "load_mode", "client", "database", "db_pool", "pool", "stack")
+EXTRA_CELL_KEYS = ("interpreter", "mix", "load_mode", "stagger_ms", "client", "database", "db_pool", "pool", "stack")
 
 
 def _number(row: Mapping[str, Any], key: str) -> float:

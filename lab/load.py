@@ -91,6 +91,12 @@ class LoadParams:
     think: float = 0.0  # closed loop: idle seconds between a response and the next request
     start_at: float = 0.0  # wall-clock (time.time) start, to line up several processes; 0 = now
     slot_phase: float = 0.0  # open loop: offset of this process's slots, in slots (0..1)
+    # Closed loop: send the connections' first requests spread evenly over this many seconds
+    # (0: all at once). Started together against a server that holds each request a fixed
+    # time, the connections cycle in step, so every request arrives in a burst with all the
+    # others (a broadcast); spread over one hold, they arrive one by one, as independent
+    # clients do. With several processes, ``slot_phase`` interleaves their connections.
+    stagger: float = 0.0
     # Close each connection after this many responses and open a new one (0: keep alive).
     # With a few dozen long-lived connections, a multi-process server's kernel-side accept
     # split is fixed for a whole window (e.g. 22 of 32 connections on one worker), and
@@ -129,6 +135,10 @@ def check_params(p: LoadParams) -> tuple[str, int, str]:
         raise LoadError(f"conn_requests must be 0 (keep alive) or 1..{MAX_REQUESTS}, got {p.conn_requests}")
     if p.think and p.rate:
         raise LoadError("think time applies to the closed loop only; an open loop's rate sets the pacing")
+    if not 0 <= p.stagger <= 60:
+        raise LoadError(f"stagger must be in [0, 60] seconds, got {p.stagger}")
+    if p.stagger and p.rate:
+        raise LoadError("stagger applies to the closed loop only; an open loop's rate already spreads its requests")
     if p.method not in METHODS:
         raise LoadError(f"method {p.method!r} is not supported; accepted: {', '.join(METHODS)}")
     for header in p.headers:
@@ -285,6 +295,7 @@ async def run_load(p: LoadParams) -> dict[str, Any]:
         "warmup_s": p.warmup,
         "timeout_s": p.timeout,
         "think_s": p.think,
+        "stagger_s": p.stagger,
         "conn_requests": p.conn_requests,
         "max_requests": p.max_requests,
         "measured_wall_s": measured_wall,
@@ -374,6 +385,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(with a server that holds each request, many mostly idle connections: long-poll cells)",
     )
     add(
+        "--stagger-ms",
+        type=float,
+        default=0.0,
+        help="closed loop: send the connections' first requests spread evenly over this many milliseconds "
+        "(0: all at once); against a server that holds each request a fixed time, connections started "
+        "together stay in step (every request in one burst), spread over one hold they arrive one by one. "
+        "The warm-up starts after the last connection's first request",
+    )
+    add(
         "--conn-requests",
         type=int,
         default=0,
@@ -404,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
             body=_body(args),
             headers=tuple(args.header),
             think=args.think_ms / 1000,
+            stagger=args.stagger_ms / 1000,
             conn_requests=args.conn_requests,
             start_at=args.start_at,
             slot_phase=args.slot_phase,

@@ -169,13 +169,17 @@ class LoadRun:
 
     def start(self) -> None:
         self.started = time.perf_counter()
-        self.measure_from = self.started + self.p.warmup
+        # A staggered start is not measured: the warm-up begins once every connection has sent.
+        self.measure_from = self.started + self.p.stagger + self.p.warmup
         self.deadline = self.measure_from + self.p.duration
         # Open loop: requests due up to the deadline are still sent after it, until this.
         self.hard_stop = self.deadline + self.p.timeout
         self.loop.call_later(self._sweep_every(), self._sweep)
-        for _ in range(self.p.connections):
-            self.free(None)
+        for i in range(self.p.connections):
+            if self.p.stagger:
+                self.loop.call_later(self.p.stagger * (i + self.p.slot_phase) / self.p.connections, self.free, None)
+            else:
+                self.free(None)
 
     def slot_time(self, slot: int) -> float:
         return self.started + (slot + self.p.slot_phase) / self.p.rate

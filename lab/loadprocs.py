@@ -80,6 +80,8 @@ def child_argv(p: LoadParams, loop: Loop) -> list[str]:
         p.method,
         "--think-ms",
         repr(p.think * 1000),
+        "--stagger-ms",
+        repr(p.stagger * 1000),
         "--conn-requests",
         str(p.conn_requests),
         "--loop",
@@ -151,7 +153,7 @@ def run_processes(p: LoadParams, processes: int, loop: Loop) -> dict[str, Any]:
             connections=conns,
             max_requests=max(1, budget),
             rate=p.rate / processes,
-            slot_phase=i / processes if p.rate else 0.0,
+            slot_phase=i / processes if p.rate or p.stagger else 0.0,
             start_at=start_at,
         )
         cmd = [sys.executable, "-m", "lab.load", *child_argv(share, loop)]
@@ -162,7 +164,7 @@ def run_processes(p: LoadParams, processes: int, loop: Loop) -> dict[str, Any]:
         )
     results: list[dict[str, Any]] = []
     failures: list[str] = []
-    limit = 2 + p.warmup + longest_wait(p) + p.duration + 0.1 * processes + 30
+    limit = 2 + p.stagger + p.warmup + longest_wait(p) + p.duration + 0.1 * processes + 30
     try:
         for child in children:
             try:

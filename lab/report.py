@@ -109,6 +109,9 @@ def load_run(run_dir: Path) -> RunData:
                             # The closed loop's requests started in the window per second
                             # (its throughput in runs before 2026-12-06; lab.loadconn.served_in).
                             "started_rps": float(md.get("load_started_rps", math.nan)),
+                            # Closed loop: ms over which the connections' first requests were
+                            # spread (0: all at once, as in every run before 2026-12-06-stagger).
+                            "stagger_ms": float(md.get("load_stagger_ms", 0.0)),
                             "rss_peak_mib": float(md.get("server_rss_peak_mib", math.nan)),
                             "rss_mean_mib": float(md.get("server_rss_mean_mib", math.nan)),
                             # Several workers: the busiest one's share of the connections.
@@ -385,9 +388,16 @@ def _conditions(values: pd.DataFrame) -> str:
     clients = "httpx" + (
         " and aiohttp (mixes named -with-aiohttp)" if http["point"].str.contains("-with-aiohttp").any() else ""
     )
+    closed = http[http["load_mode"] == "closed"] if "load_mode" in http.columns else http
+    staggered = bool("stagger_ms" in closed.columns and (closed["stagger_ms"] > 0).any())
+    start = (
+        "closed-loop connections started spread over one nominal wait of their point (a plan with http_stagger)"
+        if staggered
+        else "closed-loop connections started together (with a fixed wait they cycle in step: a broadcast)"
+    )
     return (
         f"Conditions: database {seen('database')} ({seen('db_pool', 'unpooled')} connections); HTTP client for "
-        f"external calls {clients}; servers {seen('server_config')}; CPU layout {seen('cpu_layout')}."
+        f"external calls {clients}; servers {seen('server_config')}; CPU layout {seen('cpu_layout')}; {start}."
     )
 
 

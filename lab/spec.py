@@ -461,6 +461,10 @@ class Plan:
     # gets plan.repeats more rounds (false: the cells keep their noisy flag and the run keeps
     # its length, e.g. the quick plan's 20-minute budget).
     remeasure_noisy: bool = True
+    # Closed loop: spread each cell's connections' first requests over one nominal wait of its
+    # point (``lab.load --stagger-ms``), so that requests a server holds a fixed time arrive
+    # one by one instead of in one burst per wait (false: all connections start together).
+    http_stagger: bool = False
 
     def __post_init__(self) -> None:
         if self.http_max_duration < self.http_duration:
@@ -497,7 +501,9 @@ class Plan:
             chosen = _str_tuple(path, f"plan.mix_variants.{mix}", names)
             for v in chosen:
                 if v not in variants:
-                    raise SpecError(f"{path}: 'plan.mix_variants.{mix}' names {v!r}, not a plan variant ({', '.join(variants)})")
+                    raise SpecError(
+                        f"{path}: 'plan.mix_variants.{mix}' names {v!r}, not a plan variant ({', '.join(variants)})"
+                    )
             mix_variants.append((mix, chosen))  # type: ignore[arg-type]
         mix_concurrency = tuple(
             (mix, _int_tuple(path, f"plan.mix_concurrency.{mix}", counts))
@@ -531,6 +537,9 @@ class Plan:
         remeasure_noisy = table.get("remeasure_noisy", True)
         if not isinstance(remeasure_noisy, bool):
             raise SpecError(f"{path}: 'plan.remeasure_noisy' must be true or false, got {remeasure_noisy!r}")
+        http_stagger = table.get("http_stagger", False)
+        if not isinstance(http_stagger, bool):
+            raise SpecError(f"{path}: 'plan.http_stagger' must be true or false, got {http_stagger!r}")
         numbers: dict[str, Any] = {}
         for key, kind, low in (
             ("handler_processes", int, 1),
@@ -565,7 +574,9 @@ class Plan:
             or numbers.get("http_max_duration", 0) > 600
             or numbers["http_max_requests"] > 10_000_000
         ):
-            raise SpecError(f"{path}: http_duration and http_max_duration are capped at 600 s, http_max_requests at 10,000,000")
+            raise SpecError(
+                f"{path}: http_duration and http_max_duration are capped at 600 s, http_max_requests at 10,000,000"
+            )
         return cls(
             name=str(table["name"]),
             description=str(table["description"]),
@@ -585,6 +596,7 @@ class Plan:
             stack=stack,
             open_loop_fractions=tuple(float(f) for f in fractions),
             remeasure_noisy=remeasure_noisy,
+            http_stagger=http_stagger,
             handler_concurrency=_int_tuple(path, "plan.handler_concurrency", table["handler_concurrency"]),
             http_concurrency=_int_tuple(path, "plan.http_concurrency", table["http_concurrency"]),
             **numbers,

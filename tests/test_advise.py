@@ -184,7 +184,9 @@ def test_held_out_miss_is_reported_honestly() -> None:
     df.loc[odd, "throughput_rps"] *= 2.0 / 1.4
     assert build_models(df)["gil"].not_contradicted == 5
     missed = [line for line in lines if line.startswith("missed: ")]
-    assert len(missed) == 1 and missed[0].startswith("missed: io-sweep@latency=500 (r1): advised tie ×1.00, measured async ×1.39 [1.03, 1.87]")
+    assert len(missed) == 1 and missed[0].startswith(
+        "missed: io-sweep@latency=500 (r1): advised tie ×1.00, measured async ×1.39 [1.03, 1.87]"
+    )
 
 
 def test_advice_names_the_limits_and_the_change_that_moves_it() -> None:
@@ -262,7 +264,10 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
             ["--run", "{fixture}", "--cpu-ms", "2", "--client", "curl"],
             "--client 'curl' is not known; accepted: httpx, aiohttp",
         ),
-        (["--run", "{fixture}"], "give --profile FILE.json, --from-profile RUN or the profile's numbers (at least --cpu-ms)"),
+        (
+            ["--run", "{fixture}"],
+            "give --profile FILE.json, --from-profile RUN or the profile's numbers (at least --cpu-ms)",
+        ),
         (
             ["--run", "{fixture}", "--profile", "{tmp}/p.json", "--queries", "2"],
             "give one of --profile, --from-profile or the numbers, not more",

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
-from lab.cells import VARIANT_INTERFACE, VARIANT_VIEW, Cell, cells_of, estimate_seconds
+import pytest
+
+from lab.cells import VARIANT_INTERFACE, VARIANT_VIEW, Cell, cells_of, estimate_seconds, stagger_of
 from lab.spec import VARIANTS, load_mix, load_plan
 
 WORKLOADS = Path(__file__).resolve().parent.parent / "workloads"
@@ -39,6 +42,22 @@ def test_plan_cells_and_estimate() -> None:
     assert len(cells) == 1 * 3 * 1 + 2 * 3 * 1  # handler: 1 mix; http: 2 mixes; 3 variants each
     assert [c.point.mix for c in cells_of(plan, ("billing",))] == ["billing"] * 3
     assert estimate_seconds(plan, cells, 2) > estimate_seconds(plan, cells, 2, with_crossings=False) > 0
+
+
+def test_a_staggered_plan_spreads_each_closed_loop_cell_over_one_wait_of_its_point() -> None:
+    plan = load_plan("async-pays-staggered")
+    cells = cells_of(plan)
+    waits = {c.point.label: stagger_of(plan.http_stagger, c) for c in cells}
+    assert waits == {"stream": 0.5, "long-poll": 1.0}  # 5 events 100 ms apart; a 1 s hold
+    # Not staggered: a plan without the flag, an open-loop cell, a point with no wait.
+    assert stagger_of(False, cells[0]) == 0.0
+    assert stagger_of(True, dataclasses.replace(cells[0], rate_fraction=0.5)) == 0.0
+    cpu = Cell(tier="http", point=load_mix("cpu-heavy").points(())[0], variant="sync", concurrency=8)
+    assert stagger_of(True, cpu) == 0.0
+    # The estimate counts the stagger in every round.
+    flat = dataclasses.replace(plan, http_stagger=False)
+    rounds = 2 * plan.repeats * len(cells)
+    assert estimate_seconds(plan, cells, 2) == pytest.approx(estimate_seconds(flat, cells, 2) + rounds * 0.75)
 
 
 def test_helpers_get_their_own_cpus_only_on_a_machine_with_four_or_more() -> None:

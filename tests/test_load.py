@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import asyncio
 import http.server
+import itertools
 import json
 import socket
 import subprocess
 import sys
 import threading
+import time
 from array import array
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -74,6 +76,8 @@ def test_only_loopback_http_urls(url: str, message: str) -> None:
         ({"headers": ("X-A: b\r\nX-Evil: c",)}, "must be 'Name: value'"),
         ({"headers": ("Content-Length: 3",)}, "set by the load generator"),
         ({"think": 0.1, "rate": 10.0}, "closed loop only"),
+        ({"stagger": 0.1, "rate": 10.0}, "closed loop only"),
+        ({"stagger": -1.0}, "stagger must be in"),
         ({"conn_requests": -1}, "conn_requests must be 0"),
     ],
 )
@@ -135,9 +139,10 @@ def test_the_command_line_round_trips_through_child_processes() -> None:
         start_at=123.5,
         slot_phase=0.5,
         conn_requests=7,
+        stagger=0.25,
     )
     args = build_parser().parse_args(child_argv(p, "asyncio"))
-    assert args.conn_requests == 7
+    assert args.conn_requests == 7 and args.stagger_ms == 250.0
     assert args.loop == "asyncio" and args.processes == 1
     assert (args.url, args.rate, args.timeout, args.method) == (p.url, 50.0, 2.5, "PUT")
     assert bytes.fromhex(args.body_hex) == p.body and tuple(args.header) == p.headers
@@ -185,6 +190,7 @@ class LabTestServer:
 
     def __init__(self) -> None:
         self.requests: list[bytes] = []
+        self.arrivals: list[float] = []  # time.perf_counter() at each request's head
         self.count = 0
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
@@ -218,6 +224,7 @@ class LabTestServer:
                         length = int(line.split(b":")[1])
                 body = await reader.readexactly(length) if length else b""
                 self.requests.append(head + body)
+                self.arrivals.append(time.perf_counter())
                 self.count += 1
                 path = head.split(b" ")[1]
                 if not await self.respond(path, writer):
@@ -408,6 +415,26 @@ def test_closed_loop_throughput_is_not_set_by_where_the_window_edges_fall(server
     result = load(server.url("/hold"), connections=8, warmup=0.25, duration=1.05)
     assert result["started_rps"] > 8 / 0.3  # what the count of started requests would say
     assert 8 / 0.3 * 0.85 < result["throughput_rps"] <= 8 / 0.3
+
+
+def test_stagger_spreads_the_connections_and_keeps_them_apart(server: LabTestServer) -> None:
+    # 6 connections on a server that holds every request 0.3 s. Started together, each wave of
+    # 6 requests arrives within a few ms; staggered over 0.3 s, they arrive 50 ms apart, and stay
+    # apart: the window (after the stagger and the warm-up) sees them one by one.
+    together = load(server.url("/hold"), connections=6, warmup=0.0, duration=0.65)
+    burst = sorted(server.arrivals[:6])
+    assert burst[-1] - burst[0] < 0.05 and together["stagger_s"] == 0.0
+    server.arrivals.clear()
+    start = time.perf_counter()
+    spread = load(server.url("/hold"), connections=6, warmup=0.3, duration=0.65, stagger=0.3)
+    first = sorted(server.arrivals[:6])
+    assert 0.2 < first[-1] - first[0] < 0.35
+    gaps = [b - a for a, b in itertools.pairwise(first)]
+    assert min(gaps) > 0.02  # one by one, not in bursts
+    # In the measured window (from 0.6 s), arrivals are still ~50 ms apart.
+    late = sorted(t for t in server.arrivals if t - start > 0.65)
+    assert len(late) >= 6 and min(b - a for a, b in itertools.pairwise(late)) > 0.02
+    assert spread["stagger_s"] == 0.3 and spread["ok"] >= 6
 
 
 def test_think_time_spaces_the_requests_of_a_connection(server: LabTestServer) -> None:

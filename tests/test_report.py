@@ -160,3 +160,17 @@ def test_a_window_with_no_completed_request_is_not_an_error_rate() -> None:
     assert cell_reason("0 of 0 requests failed: -") == "no request completed in the window"
     assert cell_reason("0 of 0 requests failed: TimeoutError") == "no request completed in the window: TimeoutError"
     assert cell_reason("3 of 100 requests failed: 502") == "3 of 100 requests failed: 502"
+
+
+def test_conditions_say_how_closed_loop_connections_started() -> None:
+    import pandas as pd
+
+    from lab.report import _conditions
+
+    base = {"tier": "http", "point": "long-poll", "load_mode": "closed", "database": "sqlite", "server_config": "x"}
+    together = _conditions(pd.DataFrame([{**base, "stagger_ms": 0.0}]))
+    assert "connections started together" in together and "broadcast" in together
+    spread = _conditions(pd.DataFrame([{**base, "stagger_ms": 0.0}, {**base, "stagger_ms": 1000.0}]))
+    assert "started spread over one nominal wait" in spread
+    # Runs from before the stagger existed have no column: started together.
+    assert "started together" in _conditions(pd.DataFrame([base]))

@@ -102,6 +102,15 @@ def test_plan_remeasure_flag_is_a_boolean(tmp_path: Path) -> None:
     assert not load_plan("quick").remeasure_noisy and load_plan("axes").remeasure_noisy
 
 
+def test_plan_stagger_flag_is_a_boolean(tmp_path: Path) -> None:
+    text = (Path(__file__).parent.parent / "lab" / "plans" / "smoke.toml").read_text()
+    path = tmp_path / "p.toml"
+    assert not load_plan("async-pays").http_stagger and load_plan("async-pays-staggered").http_stagger
+    path.write_text(text + 'http_stagger = "yes"\n')
+    with pytest.raises(SpecError, match="'plan.http_stagger' must be true or false, got 'yes'"):
+        Plan.from_toml(path)
+
+
 def test_unknown_plan_lists_available() -> None:
     with pytest.raises(SpecError, match="plan 'nope' not found; available: .*quick.*smoke"):
         load_plan("nope")
@@ -157,8 +166,9 @@ def test_per_mix_variants_and_sweeps_narrow_the_cells(tmp_path: Path) -> None:
     from lab.cells import cells_of
 
     path = _smoke_with(
-        tmp_path, 'mixes = ["template-page", "io-sweep"]\nsweep_overrides = { io-sweep = [5, 500] }\n'
-        'mix_variants = { io-sweep = ["sync", "async"] }'
+        tmp_path,
+        'mixes = ["template-page", "io-sweep"]\nsweep_overrides = { io-sweep = [5, 500] }\n'
+        'mix_variants = { io-sweep = ["sync", "async"] }',
     )
     text = path.read_text().replace('mixes = ["template-page", "billing"]\n', "")
     path.write_text(text)

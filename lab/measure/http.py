@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.cells import Cell, CellRecord, slice_window
+from lab.cells import Cell, CellRecord, slice_window, stagger_of
 from lab.envs import WorkloadEnv
 from lab.errors import LabError
 from lab.gilstate import GilVerdict
@@ -374,12 +374,15 @@ class PointRun:
             load_cmd += ["--conn-requests", str(ctx.plan.http_conn_requests)]
         if cell.open_loop:
             load_cmd += ["--rate", f"{self.open_rates[cell][0]:.3f}"]
+        stagger_s = stagger_of(ctx.plan.http_stagger, cell)
+        if stagger_s:
+            load_cmd += ["--stagger-ms", f"{stagger_s * 1000:.1f}"]
         try:
             done = subprocess.run(
                 load_cmd,
                 capture_output=True,
                 text=True,
-                timeout=warmup + duration + 60,
+                timeout=stagger_s + warmup + duration + 60,
                 check=False,
                 env=child_env({"PYTHONPATH": str(LAB_ROOT)}),
                 preexec_fn=pinned_to(self.helper_cpus),
@@ -426,6 +429,7 @@ class PointRun:
             "load_connections": load["connections"],
             "load_duration_s": load["duration_s"],
             "load_warmup_s": load.get("warmup_s", 0.0),
+            "load_stagger_ms": round(1000 * load.get("stagger_s", 0.0), 1),
             "load_requests": load["requests"],
             "load_ok": load["ok"],
             "load_errors": load["errors"] + load["non_2xx"],
