@@ -25,6 +25,7 @@ import pandas as pd
 
 from lab.decide import Decisions, axis_unit, http_ok, interval_text
 from lab.markup import table as table_lines
+from lab.sections import who
 from lab.stats import NOISY_CV, log_ratio_spread
 from lab.tables import point_key
 
@@ -187,10 +188,6 @@ def role_summary(found: list[Call]) -> str:
     return text
 
 
-def _who(role: str) -> str:
-    return "3.13t" if role == "ft" else "3.13"
-
-
 def _break_even_lines(decided: Decisions) -> list[str]:
     even = decided.even
     if even.empty:
@@ -204,14 +201,14 @@ def _break_even_lines(decided: Decisions) -> list[str]:
         for r in sorted(g.to_dict("records"), key=lambda r: r["role"] == "ft"):  # 3.13 first
             unit = axis_unit(str(r["param"]))
             if math.isnan(r["break_even"]):
-                sides.append(f"on {_who(r['role'])} never up to {r['param']}={r['max_value']:g}{unit}")
+                sides.append(f"on {who(r['role'])} never up to {r['param']}={r['max_value']:g}{unit}")
             elif unit:
                 sides.append(
-                    f"on {_who(r['role'])} from ≈ {r['break_even']:.0f} ms of upstream {r['param']} per request "
+                    f"on {who(r['role'])} from ≈ {r['break_even']:.0f} ms of upstream {r['param']} per request "
                     f"(interval {interval_text(r)} ms)"
                 )
             else:
-                sides.append(f"on {_who(r['role'])} from {r['param']} ≈ {r['break_even']:.1f} (interval {interval_text(r)})")
+                sides.append(f"on {who(r['role'])} from {r['param']} ≈ {r['break_even']:.1f} (interval {interval_text(r)})")
         parts.append(f"along {mix}, async out-serves sync " + "; ".join(sides))
     return [
         "- **What would change it**: "
@@ -232,7 +229,7 @@ def _claims_line(claims: pd.DataFrame | None) -> list[str]:
             continue
         for role, verdict in sides.items():
             if verdict not in ("—", "nan"):
-                by_verdict.setdefault(verdict, []).append(f"{r['claim']} ({_who(role)})")
+                by_verdict.setdefault(verdict, []).append(f"{r['claim']} ({who(role)})")
     order = ["supported", "refuted", "inconclusive", "not measured"]
     ranked = sorted(by_verdict.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
     return ["- **The article's claims** here: " + "; ".join(f"{v}: {', '.join(c)}" for v, c in ranked) + "."]
@@ -280,7 +277,7 @@ def answer_lines(
                 lines.append(f"- **{kind}**: not measured in this run.")
             continue
         sides = [
-            f"on {_who(role)} {role_summary([c for c in found if c.point in points and c.role == role])}"
+            f"on {who(role)} {role_summary([c for c in found if c.point in points and c.role == role])}"
             for role in ("gil", "ft")
         ]
         lines.append(f"- **{kind}** ({', '.join(points)}): " + "; ".join(sides) + ".")
@@ -291,7 +288,7 @@ def answer_lines(
 
 def noisy_lines(found: list[Call], table: pd.DataFrame) -> list[str]:
     """The "too noisy" list: decisions and 3.13t / 3.13 cells not quoted, and why."""
-    rows = [[f"decision on {_who(c.role)}", c.point, c.text(bold=False), c.noisy] for c in found if c.noisy]
+    rows = [[f"decision on {who(c.role)}", c.point, c.text(bold=False), c.noisy] for c in found if c.noisy]
     if not table.empty and "noisy" in table.columns:
         for r in table[table["noisy"]].to_dict("records"):
             spread = r.get("ratio_spread", math.nan)
@@ -299,7 +296,7 @@ def noisy_lines(found: list[Call], table: pd.DataFrame) -> list[str]:
                 why = [f"per-round 3.13t/3.13 ratios spread {spread:.1%}"] if spread > NOISY_CV else []
             else:
                 why = [
-                    f"{_who(role)} CV {r[f'{role}_cv']:.1%}"
+                    f"{who(role)} CV {r[f'{role}_cv']:.1%}"
                     for role in ("gil", "ft")
                     if r.get(f"{role}_cv", math.nan) > NOISY_CV
                 ]

@@ -41,6 +41,7 @@ import pandas as pd
 
 from lab.crossingstats import Share, crossing_shares, difference, endpoints, kind_counts, ratio, sample
 from lab.decide import SWEEP_RE, Decisions, decide
+from lab.sections import who
 from lab.stats import ratio_ci
 
 CLAIMS: dict[str, str] = {
@@ -578,7 +579,7 @@ def _thread_gain_finding(df: pd.DataFrame) -> Finding | None:
     parts, verdicts = [], []
     for mix, gains, _threads in measured:
         shown = ", ".join(
-            f"{'3.13t' if role == 'ft' else '3.13'} ×{g:.2f}{_interval(lo, hi)}"
+            f"{who(role)} ×{g:.2f}{_interval(lo, hi)}"
             for role, (g, lo, hi) in sorted(gains.items(), key=lambda kv: kv[0] != "ft")
         )
         parts.append(f"{mix}: {shown}")

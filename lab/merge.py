@@ -20,6 +20,7 @@ from lab.answer import truthy
 from lab.errors import SpecError
 from lab.files import write_atomic
 from lab.report import load_run, machine_label, summary_table
+from lab.sections import who
 from lab.tables import point_key
 
 # Two runs' 3.13t / 3.13 ratios for a cell should agree within this (relative).
@@ -124,8 +125,7 @@ def decision_lines(runs: list[Path]) -> list[str]:
         cells = [calls[n].get((point, role), "—") for n in names]
         agree = len(set(cells)) == 1
         same += agree
-        who = "3.13t" if role == "ft" else "3.13"
-        rows.append(f"| {point} | {who} | " + " | ".join(cells) + f" | {'yes' if agree else '**no**'} |")
+        rows.append(f"| {point} | {who(role)} | " + " | ".join(cells) + f" | {'yes' if agree else '**no**'} |")
     return [
         "",
         "## Decided winner per mix point and run",

@@ -23,7 +23,7 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
 
 def test_unknown_plan(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-q", "compare", "--plan", "nope"]) == 2
-    assert one_line_error(capsys) == "error: plan 'nope' not found; available: async-pays, axes, full, quick, search, smoke, standard"
+    assert one_line_error(capsys) == "error: plan 'nope' not found; available: async-pays, async-pays-staggered, axes, full, quick, search, smoke, standard"
 
 
 def test_unknown_interpreter_spec(capsys: pytest.CaptureFixture[str]) -> None:
@@ -188,7 +188,9 @@ def test_overrides_reach_the_plan() -> None:
     )
     plan = _plan_from_args(args)
     assert (plan.repeats, plan.http_duration, plan.http_concurrency) == (5, 3.0, (4, 64))
-    assert plan.http_max_duration >= 3.0
+    assert plan.http_max_duration >= 3.0 and not plan.http_stagger
+    staggered = _plan_from_args(build_parser().parse_args(["compare", "--plan", "async-pays", "--stagger"]))
+    assert staggered.http_stagger
 
 
 @pytest.mark.parametrize(
