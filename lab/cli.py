@@ -248,7 +248,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--stagger",
         action="store_true",
-        default=None,
         help="start each closed-loop cell's connections spread over one wait of its point instead of all at "
         "once (the plan's http_stagger): against a server that holds each request a fixed time (stream, "
         "long-poll, an upstream wait), connections started together cycle in step and every request "

@@ -555,10 +555,16 @@ class Model:
         return kept
 
     @property
+    def judged(self) -> pd.DataFrame:
+        """The held-out observations with a measured decision (sync, async or tie)."""
+        with_decision: pd.DataFrame = self.obs[self.obs["measured"] != ""]
+        return with_decision
+
+    @property
     def agreement(self) -> tuple[int, int]:
         """Held-out points whose advised outcome (sync, async or tie) is the measured decision's,
         and how many points have a measured decision."""
-        judged = self.obs[self.obs["measured"] != ""]
+        judged = self.judged
         return int((judged["advised"] == judged["measured"]).sum()), len(judged)
 
     @property
@@ -569,7 +575,7 @@ class Model:
         to the decision map, so an accurate model misses there (only one that overstates the
         margin past TIE agrees); this says how much of the agreement's shortfall is the rule's
         and how much the model's."""
-        judged = self.obs[self.obs["measured"] != ""]
+        judged = self.judged
         return int(sum(outcome(math.log(r)) == m for r, m in zip(judged["ratio"], judged["measured"], strict=True)))
 
     @property
@@ -577,7 +583,7 @@ class Model:
         """Held-out points whose measured 95% interval reaches the advised outcome's range (a
         ratio under 1/(1 + TIE), inside ±TIE, or over 1 + TIE): the run cannot rule the advice
         out there, although its own decision may differ (a tie it could not separate)."""
-        judged = self.obs[self.obs["measured"] != ""]
+        judged = self.judged
         edge = 1.0 + TIE
         ranges = {"sync": (0.0, 1.0 / edge), "tie": (1.0 / edge, edge), "async": (edge, math.inf)}
         count = 0

@@ -206,7 +206,7 @@ def check_lines(model: Model) -> list[str]:
         ),
         f"p95 ratio as 1 / throughput ratio, held out: typical error ×{math.exp(rms(model.p95_residuals)):.2f}",
     ]
-    judged = model.obs[model.obs["measured"] != ""]
+    judged = model.judged
     for o in judged[judged["advised"] != judged["measured"]].to_dict("records"):
         interval = "" if math.isnan(o["low"]) else f" [{o['low']:.2f}, {o['high']:.2f}]"
         lines.append(
