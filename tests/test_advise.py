@@ -16,6 +16,7 @@ import pytest
 
 from lab import advise
 from lab.advise import AsyncCost, Conditions, Profile, Rig, build_models, fit_cost, outcome, predict
+from lab.advise.text import rms
 from lab.cli import main
 from lab.errors import LabError, SpecError
 
@@ -158,6 +159,16 @@ def test_held_out_points_get_the_known_outcomes() -> None:
         assert dict(obs["measured"]) == EXPECTED, role
         assert dict(obs["advised"]) == EXPECTED, role
         assert model.agreement == (6, 6)
+        # A constant advice: sync (3 of the other 5, or sync and tie at 2 each: the first by name)
+        # gets only the 3 sync points.
+        assert model.constant_baseline == 3
+        # A constant ratio (the median of the other points) misses the points the bounds get.
+        assert rms(model.constant_residuals) > 5 * rms(model.residuals)
+        assert "a constant prediction, the median ratio of the other mix points: ×" in advise.check_lines(model)[0]
+        assert (
+            "a constant advice, the outcome measured most often at the other mix points, at 3 of 6)"
+            in (advise.check_lines(model)[0])
+        )
         assert model.cost.values() == pytest.approx(TRUE_COST.values())
         # Only the ORM point opens a connection: held out, the fit cannot know its cost, and
         # predicts its async CPU 0.5 ms low; every other point is predicted exactly.

@@ -579,6 +579,32 @@ class Model:
         return int(sum(outcome(math.log(r)) == m for r, m in zip(judged["ratio"], judged["measured"], strict=True)))
 
     @property
+    def constant_baseline(self) -> int:
+        """Held-out points a constant advice would get right: each point given the outcome the
+        decision map measured most often at the other mix points (the ones a fit for it sees),
+        whatever its profile. The lab's mixes are mostly sync wins, so this is high; an advisor
+        that does not beat it adds nothing to "expect sync" as an outcome, whatever its margins
+        are worth."""
+        judged = self.judged
+        count = 0
+        for point, outcomes in judged.groupby("point")["measured"]:
+            others = judged.loc[judged["point"] != point, "measured"]
+            if not others.empty:
+                # Equal counts go to the alphabetically first outcome, so the count is reproducible.
+                counts = others.value_counts()
+                constant = min(counts.index[counts == counts.max()])
+                count += int((outcomes == constant).sum())
+        return count
+
+    @property
+    def constant_residuals(self) -> np.ndarray:
+        """The held-out log-ratio errors of a constant prediction: each point given the median
+        measured log ratio of the other mix points. The model's own residuals are worth only
+        what they gain on these."""
+        log_ratio, point = self.obs["log_ratio"].to_numpy(dtype=float), self.obs["point"].to_numpy()
+        return np.array([r - float(np.median(log_ratio[point != p])) for r, p in zip(log_ratio, point, strict=True)])
+
+    @property
     def not_contradicted(self) -> int:
         """Held-out points whose measured 95% interval reaches the advised outcome's range (a
         ratio under 1/(1 + TIE), inside ±TIE, or over 1 + TIE): the run cannot rule the advice

@@ -191,13 +191,17 @@ def check_lines(model: Model) -> list[str]:
     agreement = (
         f"advised outcome (sync, async or tie) = measured decision at {agree} of {total} held-out points "
         f"({share:.1%}; {verdict} the {AGREEMENT_TARGET:.0%} target; the measured ratio itself, advised under the "
-        f"same {TIE:.0%} tie rule, would agree at {model.rule_ceiling} of {total}: a perfect prediction's score)"
+        f"same {TIE:.0%} tie rule, would agree at {model.rule_ceiling} of {total}: a perfect prediction's score; "
+        f"a constant advice, the outcome measured most often at the other mix points, at "
+        f"{model.constant_baseline} of {total})"
         if total
         else "no held-out point has a measured decision between sync and async"
     )
     lines = [
         f"held out one mix point at a time: typical error ×{math.exp(rms(res)):.2f} (rms of log ratio "
-        f"{rms(res):.3f}, worst ×{math.exp(float(np.max(np.abs(res)))):.2f} over {len(res)} mix points); {agreement}"
+        f"{rms(res):.3f}, worst ×{math.exp(float(np.max(np.abs(res)))):.2f} over {len(res)} mix points; a constant "
+        f"prediction, the median ratio of the other mix points: ×{math.exp(rms(model.constant_residuals)):.2f}); "
+        f"{agreement}"
         + (
             f"; not contradicted by the measured 95% interval at {model.not_contradicted} of {total} (the rest "
             "are outcomes the run rules out)"
