@@ -11,10 +11,11 @@ and compares the best of each:
 - sync CPU per request: the profile's ``cpu_ms`` (what ``lab profile`` measured, or the sync
   cell's);
 - async CPU per request: ``cpu_ms + base_ms + crossing_ms x crossings + connect_ms x
-  connections opened + calls x (async client - sync client CPU per call)``. ``base_ms``,
-  ``crossing_ms`` and ``connect_ms`` are fitted by non-negative least absolute deviations on
-  the measured async cells' CPU (never on their throughput or on the decisions); the client
-  costs are FACTS.md's per-call figures;
+  connections opened + calls x call_ms[client]``. ``base_ms``, ``crossing_ms`` and
+  ``connect_ms`` (non-negative) and each client's ``call_ms`` (its async CPU per call minus
+  the sync version's in-server CPU per call, either sign) are fitted by least absolute
+  deviations on the measured async cells' CPU (never on their throughput or on the
+  decisions); a client no fitting point called falls back to FACTS.md's per-call figures;
 - the rig (cores, connections, the shapes tried, load generator CPU per request, upstream CPU
   per call, and how unevenly a multi-worker shape's connections split between its workers) is
   what the runs measured under: medians over the fitting cells. The split bounds each worker
@@ -225,55 +226,95 @@ def number(flag: str, text: str) -> float:
 
 @dataclass(frozen=True)
 class AsyncCost:
-    """Server CPU per request the async version spends beyond the sync one (ms)."""
+    """Server CPU per request the async version spends beyond the sync one (ms).
+
+    ``call_ms``: per async client, its CPU per upstream call minus what the sync version spends
+    in the server per call (its client, and for a fan-out the pool thread each call runs on);
+    fitted where the runs made calls with that client, else FACTS.md's microbenchmark figures
+    (``Profile.client_delta_ms``)."""
 
     base_ms: float
     crossing_ms: float
     connect_ms: float
+    call_ms: Mapping[str, float] = field(default_factory=dict)
+
+    def per_call_ms(self, client: str) -> float:
+        return self.call_ms.get(client, CLIENT_MS_PER_CALL[client] - SYNC_CLIENT_MS_PER_CALL)
 
     def extra_ms(self, p: Profile) -> float:
-        return self.base_ms + self.crossing_ms * p.crossings + self.connect_ms * p.db_connections + p.client_delta_ms
+        return (
+            self.base_ms
+            + self.crossing_ms * p.crossings
+            + self.connect_ms * p.db_connections
+            + p.upstream_calls * self.per_call_ms(p.client)
+        )
 
     def values(self) -> tuple[float, ...]:
         return (self.base_ms, self.crossing_ms, self.connect_ms)
 
 
-def _nonnegative(x: np.ndarray, y: np.ndarray, columns: list[int]) -> np.ndarray:
-    """Least squares on ``columns`` of ``x``; a negative coefficient is dropped and the rest
-    refitted, until every one is >= 0 (the others are 0)."""
-    active = list(columns)
+def _nonnegative(x: np.ndarray, y: np.ndarray, columns: list[int], free: list[int] | None = None) -> np.ndarray:
+    """Least squares on ``columns`` and ``free`` of ``x``; a negative coefficient among
+    ``columns`` is dropped and the rest refitted, until every one of them is >= 0 (the dropped
+    ones are 0). Coefficients of ``free`` columns may take either sign."""
+    active, free = list(columns), list(free or [])
     coef = np.zeros(x.shape[1])
-    while active:
-        solved, *_ = np.linalg.lstsq(x[:, active], y, rcond=None)
-        if (solved >= 0).all():
-            coef[active] = solved
+    while active or free:
+        solved, *_ = np.linalg.lstsq(x[:, active + free], y, rcond=None)
+        constrained = solved[: len(active)]
+        if (constrained >= 0).all():
+            coef[active + free] = solved
             break
-        active.remove(active[int(np.argmin(solved))])
+        active.remove(active[int(np.argmin(constrained))])
     return coef
 
 
-def fit_cost(profiles: list[Profile], async_cpu_ms: list[float]) -> AsyncCost:
-    """Least absolute deviations, non-negative, of the async CPU left after the sync CPU and
-    the client difference, on [1, crossings, connections opened].
+# An async cell spending more than this many times the sync cell's CPU per request is a
+# collapse, not a cost: httpx's async client at k = 16 calls spends 13-45x (186-931 ms per
+# request, most requests timing out) where every other measured point stays under 4.2x. Such
+# points are still predicted and checked; they do not set the costs.
+COLLAPSE = 10.0
 
-    Absolute, not squared, deviations: one cell whose CPU per request explodes (io-fanout-k at
-    k=16 async: 190-1,850 ms per completed request when most of its requests time out) must not
-    set the cost of every other endpoint. Solved by iteratively reweighted least squares. A
-    column that does not vary over the points (other than the constant) is left out (cost 0)."""
-    x = np.array([[1.0, p.crossings, p.db_connections] for p in profiles])
-    y = np.array([a - p.cpu_ms - p.client_delta_ms for p, a in zip(profiles, async_cpu_ms, strict=True)])
-    columns = [0, *(j for j in (1, 2) if np.ptp(x[:, j]) > 0)]
+
+def fit_cost(profiles: list[Profile], async_cpu_ms: list[float]) -> AsyncCost:
+    """Least absolute deviations of the async CPU left after the sync CPU, on [1, crossings,
+    connections opened, upstream calls with each async client]: the first three costs
+    non-negative, the per-call differences of either sign (aiohttp's calls cost the async
+    version less CPU than the sync version's pooled httpx calls).
+
+    Absolute, not squared, deviations, so that one odd cell does not set the cost of every
+    other endpoint; and points above ``COLLAPSE`` are left out, because a per-call column gives
+    such a point the whole say over its client's cost. Solved by iteratively reweighted least
+    squares. A column that does not vary over the points (other than the constant) is left
+    out: cost 0, or FACTS.md's figure for a client's calls."""
+    kept = [(p, a) for p, a in zip(profiles, async_cpu_ms, strict=True) if a <= COLLAPSE * max(p.cpu_ms, 1e-3)]
+    x = np.array(
+        [[1.0, p.crossings, p.db_connections, *(p.upstream_calls * (p.client == c) for c in CLIENTS)] for p, _ in kept]
+    ).reshape(len(kept), 3 + len(CLIENTS))
+    y = np.array([a - p.cpu_ms for p, a in kept])
+    varies = [j for j in range(1, x.shape[1]) if len(kept) and np.ptp(x[:, j]) > 0]
+    columns, free = [0, *(j for j in varies if j < 3)], [j for j in varies if j >= 3]
+    y = y - sum(
+        x[:, 3 + i] * (CLIENT_MS_PER_CALL[c] - SYNC_CLIENT_MS_PER_CALL)
+        for i, c in enumerate(CLIENTS)
+        if 3 + i not in free
+    )
     weights = np.ones(len(y))
-    coef = np.zeros(3)
-    for _ in range(100):
+    coef = np.zeros(x.shape[1])
+    for _ in range(100 if len(kept) else 0):
         root = np.sqrt(weights)[:, None]
-        new = _nonnegative(x * root, y * root[:, 0], columns)
+        new = _nonnegative(x * root, y * root[:, 0], columns, free)
         if np.allclose(new, coef, atol=1e-9):
             break
         coef = new
         # Floor: a point the line passes through would get an infinite weight.
         weights = 1.0 / np.maximum(np.abs(y - x @ coef), 1e-3)
-    return AsyncCost(*(float(c) for c in coef))
+    return AsyncCost(
+        float(coef[0]),
+        float(coef[1]),
+        float(coef[2]),
+        call_ms={c: float(coef[3 + i]) for i, c in enumerate(CLIENTS) if 3 + i in free},
+    )
 
 
 @dataclass(frozen=True)
@@ -363,7 +404,11 @@ def _best(
 def predict(profile: Profile, cost: AsyncCost, rig: Rig, at: Conditions) -> Prediction:
     """Both variants at their best shape under ``at``."""
     cpu_sync = max(profile.cpu_ms, 1e-3)
-    cpu_async = max(cpu_sync + cost.extra_ms(profile), 1e-3)
+    # A negative per-call difference (aiohttp) applied to a sync CPU that spends less per call
+    # than the runs' sync fan-out did cannot take the async version below its own client's
+    # CPU for those calls (FACTS.md's figure).
+    floor = max(profile.upstream_calls * CLIENT_MS_PER_CALL[profile.client], 1e-3)
+    cpu_async = max(cpu_sync + cost.extra_ms(profile), floor)
     helpers = rig.loadgen_ms + profile.upstream_calls * rig.upstream_call_ms
     return Prediction(
         sync=_best(at.sync_shapes, cpu_sync, helpers, profile.wait_ms, at, rig.worker_split),

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 
 from lab.advise.model import (
+    CLIENTS,
+    COLLAPSE,
     COSTS,
     FEATURES,
     ROLE_LABEL,
@@ -25,7 +27,7 @@ from lab.advise.model import (
     predict,
 )
 from lab.errors import LabError
-from lab.servers import parse_server
+from lab.servers import MAX_THREADS, parse_server
 
 # The interval around an advised ratio covers this share of the held-out errors.
 INTERVAL_SHARE = 0.9
@@ -42,14 +44,15 @@ def rms(residuals: np.ndarray) -> float:
 
 
 def _more_threads(at: Conditions) -> Conditions | None:
-    """Every threaded sync shape with twice the threads per process."""
+    """Every threaded sync shape with twice the threads per process, up to the lab's
+    ``MAX_THREADS`` (None when no shape can grow)."""
     doubled = []
     for spec in at.sync_shapes:
         server = parse_server(spec)
         if server.kind not in ("gunicorn-gthread", "granian-wsgi"):
             return None
-        doubled.append(f"{server.kind}:{server.workers}x{2 * server.threads}")
-    return replace(at, sync_shapes=tuple(doubled)) if doubled else None
+        doubled.append(f"{server.kind}:{server.workers}x{min(2 * server.threads, MAX_THREADS)}")
+    return replace(at, sync_shapes=tuple(doubled)) if set(doubled) - set(at.sync_shapes) else None
 
 
 @dataclass(frozen=True)
@@ -160,11 +163,19 @@ def model_lines(model: Model) -> list[str]:
     at = model.conditions
     lines = [
         f"async CPU ms per request = sync CPU ms + base + crossing × crossings + connect × connections opened "
-        f"+ calls × (async - sync client CPU per call); fitted on the measured async CPU of {len(model.obs)} mix points:",
+        f"+ calls × per-call difference of the async client; fitted on the measured async CPU of {len(model.obs)} mix "
+        f"points (those whose async CPU per request is over {COLLAPSE:g}× the sync one's left out: a collapse, "
+        "not a cost):",
         "",
         "| cost | what | ms |",
         "|---|---|---:|",
         *(f"| {name} | {what} | {v:.3f} |" for (name, what), v in zip(COSTS, model.cost.values(), strict=True)),
+        *(
+            f"| call_ms[{client}] | per upstream call: {client}'s async CPU minus the sync version's in-server CPU "
+            f"({'fitted' if client in model.cost.call_ms else 'FACTS.md, no fitting point called it'}) | "
+            f"{model.cost.per_call_ms(client):.3f} |"
+            for client in CLIENTS
+        ),
         "",
         f"Each variant's throughput: the best over its measured shapes (sync: {', '.join(at.sync_shapes)}; "
         f"async: {', '.join(at.async_shapes)}) of min(CPU bound, in-flight bound) from `lab.limits`, with the "
