@@ -62,6 +62,14 @@ CLIENTS: tuple[str, ...] = get_args(Client)
 # change the model can evaluate.
 CLIENT_MS_PER_CALL: dict[str, float] = {"httpx": 1.5, "aiohttp": 0.4}
 SYNC_CLIENT_MS_PER_CALL = 0.6
+
+
+def facts_call_delta_ms(client: str) -> float:
+    """FACTS.md's CPU per upstream call of ``client`` minus the sync client's: the per-call
+    difference where the runs give no fit for that client."""
+    return CLIENT_MS_PER_CALL[client] - SYNC_CLIENT_MS_PER_CALL
+
+
 ROLE_LABEL = {"gil": "3.13", "ft": "3.13t"}
 # A predicted margin inside this is a tie: the lab flags a cell whose rounds disagree by more
 # than NOISY_CV, so a smaller predicted margin is below what a run resolves.
@@ -133,7 +141,7 @@ class Profile:
     @property
     def client_delta_ms(self) -> float:
         """CPU the async version spends on its upstream calls beyond what the sync one does."""
-        return self.upstream_calls * (CLIENT_MS_PER_CALL[self.client] - SYNC_CLIENT_MS_PER_CALL)
+        return self.upstream_calls * facts_call_delta_ms(self.client)
 
     def features(self) -> np.ndarray:
         return np.array(
@@ -231,7 +239,7 @@ class AsyncCost:
     ``call_ms``: per async client, its CPU per upstream call minus what the sync version spends
     in the server per call (its client, and for a fan-out the pool thread each call runs on);
     fitted where the runs made calls with that client, else FACTS.md's microbenchmark figures
-    (``Profile.client_delta_ms``)."""
+    (``facts_call_delta_ms``)."""
 
     base_ms: float
     crossing_ms: float
@@ -239,7 +247,7 @@ class AsyncCost:
     call_ms: Mapping[str, float] = field(default_factory=dict)
 
     def per_call_ms(self, client: str) -> float:
-        return self.call_ms.get(client, CLIENT_MS_PER_CALL[client] - SYNC_CLIENT_MS_PER_CALL)
+        return self.call_ms.get(client, facts_call_delta_ms(client))
 
     def extra_ms(self, p: Profile) -> float:
         return (
@@ -294,11 +302,7 @@ def fit_cost(profiles: list[Profile], async_cpu_ms: list[float]) -> AsyncCost:
     y = np.array([a - p.cpu_ms for p, a in kept])
     varies = [j for j in range(1, x.shape[1]) if len(kept) and np.ptp(x[:, j]) > 0]
     columns, free = [0, *(j for j in varies if j < 3)], [j for j in varies if j >= 3]
-    y = y - sum(
-        x[:, 3 + i] * (CLIENT_MS_PER_CALL[c] - SYNC_CLIENT_MS_PER_CALL)
-        for i, c in enumerate(CLIENTS)
-        if 3 + i not in free
-    )
+    y = y - sum(x[:, 3 + i] * facts_call_delta_ms(c) for i, c in enumerate(CLIENTS) if 3 + i not in free)
     weights = np.ones(len(y))
     coef = np.zeros(x.shape[1])
     for _ in range(100 if len(kept) else 0):
