@@ -247,11 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--stagger",
-        action="store_true",
-        help="start each closed-loop cell's connections spread over one wait of its point instead of all at "
-        "once (the plan's http_stagger): against a server that holds each request a fixed time (stream, "
-        "long-poll, an upstream wait), connections started together cycle in step and every request "
-        "arrives in one burst; spread, they arrive one by one, as independent clients do",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="start each closed-loop cell's connections spread over one wait of its point (the default, "
+        "the plan's http_stagger), or with --no-stagger all at once: against a server that holds each "
+        "request a fixed time (stream, long-poll, an upstream wait), connections started together reach it "
+        "in bursts that disperse only over tens of seconds, so what they measure depends on the warm-up; "
+        "spread, they arrive one by one, as independent clients do",
     )
     p.add_argument(
         "--connections",
@@ -460,8 +462,8 @@ def _plan_from_args(args: argparse.Namespace) -> Plan:
         if not low <= args.duration <= high:  # also refuses nan and inf
             raise SpecError(f"--duration {args.duration:g} is out of range; accepted: {low:g}..{high:g} seconds")
         plan = dataclasses.replace(plan, http_duration=args.duration)
-    if args.stagger:
-        plan = dataclasses.replace(plan, http_stagger=True)
+    if args.stagger is not None:
+        plan = dataclasses.replace(plan, http_stagger=args.stagger)
     if args.connections is not None:
         counts = _int_list(args.connections)
         if not counts or not all(1 <= c <= MAX_CONNECTIONS for c in counts):

@@ -391,9 +391,12 @@ def _conditions(values: pd.DataFrame) -> str:
     closed = http[http["load_mode"] == "closed"] if "load_mode" in http.columns else http
     staggered = bool("stagger_ms" in closed.columns and (closed["stagger_ms"] > 0).any())
     start = (
-        "closed-loop connections started spread over one nominal wait of their point (a plan with http_stagger)"
+        "closed-loop connections started spread over one nominal wait of their point (steady arrivals, as from "
+        "independent clients)"
         if staggered
-        else "closed-loop connections started together (with a fixed wait they cycle in step: a broadcast)"
+        else "closed-loop connections started together (--no-stagger, and every run before 2026-12-07): with a "
+        "fixed wait the first waves reach the server in bursts that disperse only over tens of seconds, so "
+        "margins at long waits depend on the warm-up"
     )
     return (
         f"Conditions: database {seen('database')} ({seen('db_pool', 'unpooled')} connections); HTTP client for "

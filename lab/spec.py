@@ -463,8 +463,13 @@ class Plan:
     remeasure_noisy: bool = True
     # Closed loop: spread each cell's connections' first requests over one nominal wait of its
     # point (``lab.load --stagger-ms``), so that requests a server holds a fixed time arrive
-    # one by one instead of in one burst per wait (false: all connections start together).
-    http_stagger: bool = False
+    # one by one, as from independent clients (false: all connections start together). The
+    # default since 2026-12-07: started together, the first waves reach the server in bursts
+    # that disperse only over tens of seconds, so a margin measured after the usual few seconds
+    # of warm-up measured the warm-up (long poll at 256 connections, sync over uvicorn on 3.13 /
+    # 3.13t: x1.15-1.18 / x1.21-1.24 after 3 s, x1.06-1.07 / x1.09 after 15 s, x1.00 / x1.01
+    # spread; runs 2026-12-07-lp-warm3-a/-b, -lp-warm15-a/-b, 2026-12-06-stagger-a).
+    http_stagger: bool = True
 
     def __post_init__(self) -> None:
         if self.http_max_duration < self.http_duration:
@@ -537,7 +542,7 @@ class Plan:
         remeasure_noisy = table.get("remeasure_noisy", True)
         if not isinstance(remeasure_noisy, bool):
             raise SpecError(f"{path}: 'plan.remeasure_noisy' must be true or false, got {remeasure_noisy!r}")
-        http_stagger = table.get("http_stagger", False)
+        http_stagger = table.get("http_stagger", True)
         if not isinstance(http_stagger, bool):
             raise SpecError(f"{path}: 'plan.http_stagger' must be true or false, got {http_stagger!r}")
         numbers: dict[str, Any] = {}

@@ -44,20 +44,22 @@ def test_plan_cells_and_estimate() -> None:
     assert estimate_seconds(plan, cells, 2) > estimate_seconds(plan, cells, 2, with_crossings=False) > 0
 
 
-def test_a_staggered_plan_spreads_each_closed_loop_cell_over_one_wait_of_its_point() -> None:
-    plan = load_plan("async-pays-staggered")
+def test_plans_spread_each_closed_loop_cell_over_one_wait_of_its_point_unless_told_not_to() -> None:
+    plan = load_plan("async-pays")
+    assert plan.http_stagger  # the default: a plan that says nothing is staggered
     cells = cells_of(plan)
     waits = {c.point.label: stagger_of(plan.http_stagger, c) for c in cells}
-    assert waits == {"stream": 0.5, "long-poll": 1.0}  # 5 events 100 ms apart; a 1 s hold
-    # Not staggered: a plan without the flag, an open-loop cell, a point with no wait.
+    # 5 events 100 ms apart; a 1 s hold; fan-outs of 50 ms calls, made at once.
+    assert (waits["stream"], waits["long-poll"], waits["io-fanout-k@k=16"]) == (0.5, 1.0, 0.05)
+    # Not staggered: a plan that says so, an open-loop cell, a point with no wait.
     assert stagger_of(False, cells[0]) == 0.0
     assert stagger_of(True, dataclasses.replace(cells[0], rate_fraction=0.5)) == 0.0
     cpu = Cell(tier="http", point=load_mix("cpu-heavy").points(())[0], variant="sync", concurrency=8)
     assert stagger_of(True, cpu) == 0.0
-    # The estimate counts the stagger in every round.
-    flat = dataclasses.replace(plan, http_stagger=False)
-    rounds = 2 * plan.repeats * len(cells)
-    assert estimate_seconds(plan, cells, 2) == pytest.approx(estimate_seconds(flat, cells, 2) + rounds * 0.75)
+    # The estimate counts the stagger in every round, on both interpreters.
+    together = dataclasses.replace(plan, http_stagger=False)
+    spread_s = 2 * plan.repeats * sum(waits[c.point.label] for c in cells)
+    assert estimate_seconds(plan, cells, 2) == pytest.approx(estimate_seconds(together, cells, 2) + spread_s)
 
 
 def test_helpers_get_their_own_cpus_only_on_a_machine_with_four_or_more() -> None:

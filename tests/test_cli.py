@@ -23,7 +23,10 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
 
 def test_unknown_plan(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-q", "compare", "--plan", "nope"]) == 2
-    assert one_line_error(capsys) == "error: plan 'nope' not found; available: async-pays, async-pays-staggered, axes, full, quick, search, smoke, standard"
+    assert (
+        one_line_error(capsys)
+        == "error: plan 'nope' not found; available: async-pays, axes, full, quick, search, smoke, standard"
+    )
 
 
 def test_unknown_interpreter_spec(capsys: pytest.CaptureFixture[str]) -> None:
@@ -180,7 +183,7 @@ def test_dry_run_lists_cells_and_estimate_and_builds_nothing(
     assert not empty_cache.exists(), "a dry run builds nothing"
 
 
-def test_overrides_reach_the_plan() -> None:
+def test_overrides_reach_the_plan(tmp_path: Path) -> None:
     from lab.cli import _plan_from_args, build_parser
 
     args = build_parser().parse_args(
@@ -188,9 +191,14 @@ def test_overrides_reach_the_plan() -> None:
     )
     plan = _plan_from_args(args)
     assert (plan.repeats, plan.http_duration, plan.http_concurrency) == (5, 3.0, (4, 64))
-    assert plan.http_max_duration >= 3.0 and not plan.http_stagger
-    staggered = _plan_from_args(build_parser().parse_args(["compare", "--plan", "async-pays", "--stagger"]))
-    assert staggered.http_stagger
+    assert plan.http_max_duration >= 3.0 and plan.http_stagger
+    together = _plan_from_args(build_parser().parse_args(["compare", "--plan", "quick", "--no-stagger"]))
+    assert not together.http_stagger
+    # --stagger overrides a plan file that starts its connections together.
+    flat = tmp_path / "together.toml"
+    flat.write_text((Path(cli.__file__).parent / "plans" / "smoke.toml").read_text() + "http_stagger = false\n")
+    assert not _plan_from_args(build_parser().parse_args(["compare", "--plan", str(flat)])).http_stagger
+    assert _plan_from_args(build_parser().parse_args(["compare", "--plan", str(flat), "--stagger"])).http_stagger
 
 
 @pytest.mark.parametrize(

@@ -169,7 +169,7 @@ def test_conditions_say_how_closed_loop_connections_started() -> None:
 
     base = {"tier": "http", "point": "long-poll", "load_mode": "closed", "database": "sqlite", "server_config": "x"}
     together = _conditions(pd.DataFrame([{**base, "stagger_ms": 0.0}]))
-    assert "connections started together" in together and "broadcast" in together
+    assert "connections started together" in together and "depend on the warm-up" in together
     spread = _conditions(pd.DataFrame([{**base, "stagger_ms": 0.0}, {**base, "stagger_ms": 1000.0}]))
     assert "started spread over one nominal wait" in spread
     # Runs from before the stagger existed have no column: started together.
