@@ -122,7 +122,10 @@ def test_cost_fit_recovers_known_costs_and_keeps_them_non_negative() -> None:
     fitted = fit_cost(profiles, [p.cpu_ms + TRUE_COST.extra_ms(p) for p in profiles])
     assert fitted.values() == pytest.approx(TRUE_COST.values())
     # Async CPU that falls with crossings: the negative cost is dropped and the rest refitted.
-    falling = fit_cost(profiles, [p.cpu_ms + p.client_delta_ms + 2.0 - 0.05 * p.crossings for p in profiles])
+    falling = fit_cost(
+        profiles,
+        [p.cpu_ms + p.upstream_calls * TRUE_COST.per_call_ms(p.client) + 2.0 - 0.05 * p.crossings for p in profiles],
+    )
     assert falling.crossing_ms == 0.0 and falling.base_ms >= 0 and falling.connect_ms >= 0
     # A column that does not vary gets no cost (here: no point opens a connection).
     flat = [replace(p, db_connections=0.0) for p in profiles]

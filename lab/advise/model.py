@@ -138,11 +138,6 @@ class Profile:
         at_once = max(1.0, self.fanout)
         return math.ceil(self.upstream_calls / at_once) * self.upstream_ms + self.hold_ms
 
-    @property
-    def client_delta_ms(self) -> float:
-        """CPU the async version spends on its upstream calls beyond what the sync one does."""
-        return self.upstream_calls * facts_call_delta_ms(self.client)
-
     def features(self) -> np.ndarray:
         return np.array(
             [
@@ -296,13 +291,16 @@ def fit_cost(profiles: list[Profile], async_cpu_ms: list[float]) -> AsyncCost:
     squares. A column that does not vary over the points (other than the constant) is left
     out: cost 0, or FACTS.md's figure for a client's calls."""
     kept = [(p, a) for p, a in zip(profiles, async_cpu_ms, strict=True) if a <= COLLAPSE * max(p.cpu_ms, 1e-3)]
+    # Columns: the COSTS (constant, crossings, connections opened), then one per client in CLIENTS.
+    first_call = len(COSTS)
     x = np.array(
         [[1.0, p.crossings, p.db_connections, *(p.upstream_calls * (p.client == c) for c in CLIENTS)] for p, _ in kept]
-    ).reshape(len(kept), 3 + len(CLIENTS))
+    ).reshape(len(kept), first_call + len(CLIENTS))
     y = np.array([a - p.cpu_ms for p, a in kept])
     varies = [j for j in range(1, x.shape[1]) if len(kept) and np.ptp(x[:, j]) > 0]
-    columns, free = [0, *(j for j in varies if j < 3)], [j for j in varies if j >= 3]
-    y = y - sum(x[:, 3 + i] * facts_call_delta_ms(c) for i, c in enumerate(CLIENTS) if 3 + i not in free)
+    columns, free = [0, *(j for j in varies if j < first_call)], [j for j in varies if j >= first_call]
+    calls = {c: first_call + i for i, c in enumerate(CLIENTS)}
+    y = y - sum(x[:, j] * facts_call_delta_ms(c) for c, j in calls.items() if j not in free)
     weights = np.ones(len(y))
     coef = np.zeros(x.shape[1])
     for _ in range(100 if len(kept) else 0):
@@ -313,12 +311,8 @@ def fit_cost(profiles: list[Profile], async_cpu_ms: list[float]) -> AsyncCost:
         coef = new
         # Floor: a point the line passes through would get an infinite weight.
         weights = 1.0 / np.maximum(np.abs(y - x @ coef), 1e-3)
-    return AsyncCost(
-        float(coef[0]),
-        float(coef[1]),
-        float(coef[2]),
-        call_ms={c: float(coef[3 + i]) for i, c in enumerate(CLIENTS) if 3 + i in free},
-    )
+    base, crossing, connect = (float(c) for c in coef[:first_call])
+    return AsyncCost(base, crossing, connect, call_ms={c: float(coef[j]) for c, j in calls.items() if j in free})
 
 
 @dataclass(frozen=True)
