@@ -147,7 +147,7 @@ def test_a_point_measured_again_keeps_its_first_rounds_and_adds_as_many(monkeypa
     run.on_progress = steps.append
     monkeypatch.setattr(http, "probe_problem", lambda *_: "")
     monkeypatch.setattr(http, "layout_label", lambda *_: "shared")
-    load = {"throughput_rps": 100.0, "latency_us": {"p50": 1000}}
+    load = {"throughput_rps": 100.0, "latency_us": {"p50": 1000}, "requests": 80}
     monkeypatch.setattr(run, "load", lambda *_: (load, None, 0.0))
     monkeypatch.setattr(run, "metadata", lambda _s, repeat, *_: {"_throughput": 100.0 + repeat, "load_errors": 0})
     server = types.SimpleNamespace(alive=lambda: True)
@@ -159,6 +159,53 @@ def test_a_point_measured_again_keeps_its_first_rounds_and_adds_as_many(monkeypa
     assert [md["lab_attempt"] for _r, md in measured if md] == [1, 1, 1, 2, 2, 2]
     assert run.slices[0].by_round() == {r: 100.0 + r for r in range(6)}
     assert steps[-1].endswith("(round 6/6, again: noisy)")
+
+
+def test_a_round_that_finishes_no_request_is_measured_again_in_a_window_sized_from_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import types
+
+    from lab.cells import cells_of
+    from lab.measure import http
+    from lab.spec import load_plan
+
+    plan = load_plan("quick")
+    # The async ORM point: no nominal wait, so its first window is sized from a 10 ms guess.
+    cell = next(c for c in cells_of(plan) if c.tier == "http" and c.point.nominal_wait_ms == 0 and c.concurrency == 32)
+    run = object.__new__(http.PointRun)
+    env = types.SimpleNamespace(interpreter=types.SimpleNamespace(spec_name="cpython-3.13t"))
+    run.ctx = types.SimpleNamespace(plan=dataclasses.replace(plan, repeats=1))  # type: ignore[assignment]
+    run.point, run.cores, run.middleware = cell.point, cell.cores, cell.middleware
+    run.server_cpus, run.helper_cpus = None, None
+    run.slices = [http.Slice(env=env, cell=cell, config=cell.server)]  # type: ignore[arg-type]
+    run.results = types.SimpleNamespace(is_done=lambda *_: False)  # type: ignore[assignment]
+    run.open_rates, run.open_problems, run.last = {}, {}, {}
+    steps: list[str] = []
+    run.on_progress = steps.append
+    monkeypatch.setattr(http, "probe_problem", lambda *_: "")
+    monkeypatch.setattr(http, "layout_label", lambda *_: "shared")
+    nothing: dict[str, object] = {"requests": 0, "stagger_s": 0.0, "warmup_s": 2.6, "duration_s": 0.8}
+    served: dict[str, object] = {"requests": 90, "throughput_rps": 28.0, "latency_us": {"p50": 1_100_000}}
+    windows: list[tuple[float, float]] = []
+
+    def load(
+        _s: object, _port: int, _server: object, window: tuple[float, float]
+    ) -> tuple[dict[str, object], None, float]:
+        windows.append(window)
+        return (nothing if len(windows) == 1 else served), None, 0.0
+
+    monkeypatch.setattr(run, "load", load)
+    monkeypatch.setattr(run, "metadata", lambda *_: {"_throughput": 28.0, "load_errors": 0})
+    server = types.SimpleNamespace(alive=lambda: True)
+    run.rounds({("cpython-3.13t", cell.server): (server, 1, "t")}, "", attempt=1)  # type: ignore[dict-item]
+    # Requests held at least 2.6 + 0.8 s: the second window warms up its cap (5 s, three
+    # p50s would be 10 s) and runs to the plan's longest window (200 requests at 32 / 3.4 s
+    # per request would take 21 s).
+    assert windows == [(pytest.approx(2.6), pytest.approx(0.8)), (5.0, plan.http_max_duration)]
+    assert "nothing finished, longer window" in steps[-1]
+    ((record, md),) = run.slices[0].measured
+    assert record.status == "ok" and md is not None and md["lab_window_retried"] == 1
 
 
 @pytest.mark.parametrize(("remeasure", "attempts"), [(True, [1, 2]), (False, [1])])
