@@ -388,6 +388,15 @@ def _add_profile_parser(sub: Any, common: dict[str, Any]) -> None:
     p.add_argument("--warmup", type=float, default=0.5, help="warm-up seconds per slice (default: %(default)s)")
     p.add_argument("--connections", type=int, default=8, help="concurrent connections (default: %(default)s)")
     p.add_argument(
+        "--stagger",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="start each slice's connections spread over one request's wall time as the counting pass "
+        "measured it (capped at 5 s, lab.profile.measure.MAX_STAGGER_S; the default), or with --no-stagger "
+        "all at once, which against an endpoint that holds each request (an upstream call, a long poll) "
+        "measures a start-up transient",
+    )
+    p.add_argument(
         "--count-requests",
         type=int,
         default=20,
@@ -913,6 +922,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         warmup_s=args.warmup,
         connections=args.connections,
         count_requests=args.count_requests,
+        stagger=args.stagger,
     )
     run_id = args.run_id or f"{datetime.now(UTC):%Y%m%d-%H%M%S}-profile"
     check_before_building(plan, args.database, args.results_dir, run_id)  # bad options fail before any build

@@ -33,7 +33,7 @@ from lab.profile.env import (
     reenabling_imports,
     server_requirements,
 )
-from lab.profile.measure import Cell, ProfilePlan, judge, round_record
+from lab.profile.measure import MAX_STAGGER_S, Cell, ProfilePlan, judge, load_command, round_record, stagger_s
 from lab.profile.prepare import (
     EndpointFailed,
     Prepared,
@@ -515,6 +515,35 @@ def test_round_record_counts_unexpected_statuses_as_errors() -> None:
     assert redirect["load_errors"] == 0 and redirect["load_ok"] == 900
 
 
+def test_a_slices_connections_start_spread_over_one_counted_request() -> None:
+    endpoint = Endpoint(name="slow", path="/slow/")
+    # The counting pass saw 480 ms per request: the connections start over 480 ms.
+    spread = stagger_s(ProfilePlan(), {"wall_ms": 480.0})
+    assert spread == pytest.approx(0.48)
+    cmd = load_command(endpoint, "wsgi", 8000, ProfilePlan(), "", spread)
+    assert cmd[cmd.index("--stagger-ms") + 1] == "480.0"
+    # A long poll's 30 s is capped; --no-stagger (or a form with no count) starts them together.
+    assert stagger_s(ProfilePlan(), {"wall_ms": 30_000.0}) == MAX_STAGGER_S
+    assert stagger_s(ProfilePlan(stagger=False), {"wall_ms": 480.0}) == 0.0
+    assert stagger_s(ProfilePlan(), {}) == 0.0
+    assert "--stagger-ms" not in load_command(endpoint, "wsgi", 8000, ProfilePlan(), "", 0.0)
+
+
+def test_the_cli_passes_no_stagger_to_the_profile_plan(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import lab.profile
+
+    plans: list[ProfilePlan] = []
+
+    def stop(plan: ProfilePlan, *_args: object) -> Path:
+        plans.append(plan)
+        raise SpecError("stopped before building")
+
+    monkeypatch.setattr(lab.profile, "check_before_building", stop)
+    args = ["-q", "profile", "--project", str(EXAMPLE), "--endpoints", str(ENDPOINTS), "--results-dir", str(tmp_path)]
+    assert main(args) == 2 and main([*args, "--no-stagger"]) == 2
+    assert [p.stagger for p in plans] == [True, False]
+
+
 def _report(directory: Path, enabled_at_end: bool) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "1.json").write_text(
@@ -650,6 +679,10 @@ def test_report_has_a_section_per_endpoint_with_paired_ratios() -> None:
     ]
     assert _row(text, "| ASGI, async 'after' | cpython-3.13t |")[2] == "invalid"
     assert "over the 3 measured rounds (n = 3)" in text
+    assert "connections started spread over one counted request's wall time (at most 5 s)" in text
+    older = _doc()
+    del older["plan"]["stagger"]  # profile runs before the stagger
+    assert "connections started together" in render(older)
 
 
 def test_report_spreads_vary_with_the_rounds_and_one_round_has_no_interval() -> None:

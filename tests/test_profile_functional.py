@@ -71,6 +71,9 @@ def test_profile_example_project_on_both_builds(tmp_path: Path) -> None:
         suite = pyperf.BenchmarkSuite.load(str(run / "raw" / f"{interp}.json"))
         assert len(suite.get_benchmarks()) == 7
         assert all(b.get_nrun() == 2 for b in suite.get_benchmarks())
+    # Each slice's connections started spread over its form's counted wall time (>= 20 ms here).
+    slow = [r["load_stagger_ms"] for c in doc["cells"] if c["endpoint"] == "slow-upstream" for r in c["rounds"]]
+    assert len(slow) == 2 * 2 * 2 and min(slow) >= 20
     report = (run / "report.md").read_text()
     for section in ("## orders: GET `/orders/` (after: `/orders/async/`)", "## account:", "## slow-upstream:"):
         assert section in report

@@ -5,7 +5,12 @@ once (per interpreter: the WSGI and the ASGI server, counters off), and each rou
 every (interpreter, endpoint, form) slice once in an order shuffled per round with a fixed
 seed, so the VM's drift lands on both sides of every ratio; ratios are formed per round.
 Each slice is ``python -m lab.load`` (closed loop, keep-alive) for ``duration_s`` after
-``warmup_s``, with the server's process tree sampled for CPU from outside.
+``warmup_s``, with the server's process tree sampled for CPU from outside. Its connections
+start spread over one request's wall time as the counting pass measured it for that form
+(``stagger``, capped at ``MAX_STAGGER_S``): a user's endpoint has no declared wait, and
+connections started together against one that holds each request (an upstream call, a long
+poll) reach it in bursts whose effect depends on the warm-up (README, "A synchronized start
+is a transient").
 
 After the servers stopped, each server's GIL reports give its verdict (``lab.gilstate``,
 the number expected from the shape by ``lab.servers.expected_gil_reports``), and each
@@ -35,6 +40,9 @@ from lab.profile.spec import Endpoint, Form, ProfileSpec
 from lab.resources import TreeSampler
 from lab.servers import HOST, ServerConfig, expected_gil_reports, parse_server
 
+# A slow endpoint's connections start over at most this long (lab.load accepts up to 60 s).
+MAX_STAGGER_S = 5.0
+
 
 @dataclass(frozen=True, kw_only=True)
 class ProfilePlan:
@@ -45,6 +53,8 @@ class ProfilePlan:
     warmup_s: float = 0.5
     connections: int = 8
     count_requests: int = 20
+    # Connections start spread over one counted request's wall time (False: all at once).
+    stagger: bool = True
     # One process each, the shapes the lab's plans use as their baseline: gthread 1x8
     # gives sync Django its threads, one uvicorn worker is one event loop.
     wsgi: ServerConfig = field(default_factory=lambda: parse_server("gunicorn-gthread:1x8"))
@@ -61,6 +71,8 @@ class ProfilePlan:
             "warmup_s": self.warmup_s,
             "connections": self.connections,
             "count_requests": self.count_requests,
+            "stagger": self.stagger,
+            "stagger_max_s": MAX_STAGGER_S if self.stagger else 0.0,
             "wsgi_server": self.wsgi.spec,
             "asgi_server": self.asgi.spec,
         }
@@ -81,7 +93,17 @@ class Cell:
     gil: dict[str, Any] = field(default_factory=dict)
 
 
-def load_command(endpoint: Endpoint, form: Form, port: int, plan: ProfilePlan, cookie: str) -> list[str]:
+def stagger_s(plan: ProfilePlan, counted: dict[str, float]) -> float:
+    """Seconds a slice's connections take to start: one request's wall time as the counting
+    pass measured it for this form on this interpreter (0 with ``plan.stagger`` off)."""
+    if not plan.stagger:
+        return 0.0
+    return min(MAX_STAGGER_S, max(0.0, counted.get("wall_ms", 0.0) / 1000))
+
+
+def load_command(
+    endpoint: Endpoint, form: Form, port: int, plan: ProfilePlan, cookie: str, stagger: float = 0.0
+) -> list[str]:
     cmd = [
         sys.executable,
         "-m",
@@ -97,6 +119,8 @@ def load_command(endpoint: Endpoint, form: Form, port: int, plan: ProfilePlan, c
         "--method",
         endpoint.method,
     ]
+    if stagger > 0:
+        cmd += ["--stagger-ms", f"{stagger * 1000:.1f}"]
     if endpoint.body:
         cmd += ["--body", endpoint.body]
     for line in endpoint.request_headers(cookie):
@@ -121,11 +145,18 @@ def round_record(load: dict[str, Any], cpu_s: float, endpoint: Endpoint) -> dict
         "load_errors": load["errors"] + unexpected,
         "load_error_samples": "; ".join(load["error_samples"]) or "-",
         "load_busy": round(load["cpu_s"] / load["wall_s"], 4) if load.get("wall_s") else 0.0,
+        "load_stagger_ms": round(1000 * load.get("stagger_s", 0.0), 1),
     }
 
 
 def measure_slice(
-    cell: Cell, endpoint: Endpoint, server: ManagedProcess, port: int, plan: ProfilePlan, cookie: str
+    cell: Cell,
+    endpoint: Endpoint,
+    server: ManagedProcess,
+    port: int,
+    plan: ProfilePlan,
+    cookie: str,
+    stagger: float = 0.0,
 ) -> None:
     if not server.alive():
         cell.status, cell.reason = "failed", f"server died (exit {server.proc.returncode}): {server.log_tail(3)}"
@@ -134,10 +165,10 @@ def measure_slice(
     sampler.start()
     try:
         done = subprocess.run(
-            load_command(endpoint, cell.form, port, plan, cookie),
+            load_command(endpoint, cell.form, port, plan, cookie, stagger),
             capture_output=True,
             text=True,
-            timeout=plan.warmup_s + plan.duration_s + 60,
+            timeout=stagger + plan.warmup_s + plan.duration_s + 60,
             check=False,
             env=child_env({"PYTHONPATH": str(LAB_ROOT)}),
             preexec_fn=pinned_to(None),
@@ -151,9 +182,16 @@ def measure_slice(
 
 
 def measure(
-    spec: ProfileSpec, prepared: list[Prepared], services: Services, plan: ProfilePlan, work: Path
+    spec: ProfileSpec,
+    prepared: list[Prepared],
+    services: Services,
+    plan: ProfilePlan,
+    work: Path,
+    counts: dict[str, dict[str, dict[str, dict[str, float]]]],
 ) -> list[Cell]:
-    """Every endpoint form on every interpreter, ``plan.rounds`` paired rounds."""
+    """Every endpoint form on every interpreter, ``plan.rounds`` paired rounds; ``counts``
+    (interpreter -> endpoint -> form -> per request, from the counting pass) sets how long each
+    slice's connections take to start."""
     endpoints = {e.name: e for e in spec.endpoints}
     by_name = {p.name: p for p in prepared}
     cells = [
@@ -186,7 +224,16 @@ def measure(
                 if cell.status == "failed":
                     continue
                 server, port = running[(cell.interpreter, "wsgi" if cell.form == "wsgi" else "asgi")]
-                measure_slice(cell, endpoints[cell.endpoint], server, port, plan, by_name[cell.interpreter].cookie)
+                counted = counts.get(cell.interpreter, {}).get(cell.endpoint, {}).get(cell.form, {})
+                measure_slice(
+                    cell,
+                    endpoints[cell.endpoint],
+                    server,
+                    port,
+                    plan,
+                    by_name[cell.interpreter].cookie,
+                    stagger_s(plan, counted),
+                )
     # Every server is stopped now: each of its processes has written its final GIL report.
     for cell in cells:
         judge(cell, by_name[cell.interpreter], plan, gil_dirs)

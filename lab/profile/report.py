@@ -24,6 +24,13 @@ from lab.stats import mean_ci, paired_ratio_ci
 FORM_LABELS = {"wsgi": "WSGI (gunicorn)", "asgi": "ASGI, sync view adapted", "asgi-after": "ASGI, async 'after'"}
 
 
+def _start_text(plan: dict[str, Any]) -> str:
+    """How each slice's connections started (runs before 2026-12-07's stagger started them together)."""
+    if plan.get("stagger", False):
+        return f"connections started spread over one counted request's wall time (at most {plan['stagger_max_s']:g} s)"
+    return "connections started together"
+
+
 def _num(value: float, digits: int = 1) -> str:
     return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
 
@@ -61,7 +68,8 @@ def render(doc: dict[str, Any]) -> str:
         "",
         f"Project `{project['dir']}`, endpoints `{project['endpoints_file']}`; database: {doc['database']}. "
         f"Servers: {plan['wsgi_server']} (WSGI), {plan['asgi_server']} (ASGI); {plan['connections']} connections, "
-        f"{plan['rounds']} paired rounds of {plan['duration_s']:g} s (+{plan['warmup_s']:g} s warm-up) per slice; "
+        f"{plan['rounds']} paired rounds of {plan['duration_s']:g} s (+{plan['warmup_s']:g} s warm-up) per slice, "
+        f"{_start_text(plan)}; "
         f"counts from {plan['count_requests']} sequential requests per form with the lab's counters on.",
         "",
         "## Packages",

@@ -106,7 +106,7 @@ def run_profile(
         with services_running(spec, database, work) as services:
             prepared = [prepare(spec, env, check, services, work) for env, check in installed]
             counts = {p.name: count_pass(spec, p, services, plan.servers, work, plan.count_requests) for p in prepared}
-            cells = measure(spec, prepared, services, plan, work)
+            cells = measure(spec, prepared, services, plan, work, counts)
         stage.mkdir(parents=True)
         write_run(stage, spec, plan, database, prepared, counts, cells)
         shutil.copytree(work / "logs", stage / "logs")
