@@ -5,8 +5,10 @@ from typing import Any
 
 import pytest
 
+from lab.cells import Cell
 from lab.gilstate import verdict
-from lab.measure import judge_load
+from lab.measure import http, judge_load
+from lab.spec import Plan
 
 
 def test_error_samples_with_newlines_become_valid_pyperf_metadata() -> None:
@@ -126,18 +128,16 @@ def test_a_cell_is_noisy_when_its_paired_ratios_disagree_not_when_the_machine_dr
     assert noisy[shaky] > 0.10
 
 
-def test_a_point_measured_again_keeps_its_first_rounds_and_adds_as_many(monkeypatch: pytest.MonkeyPatch) -> None:
+def _point_run(
+    monkeypatch: pytest.MonkeyPatch, plan: Plan, cell: Cell, interpreter: str
+) -> tuple[http.PointRun, list[str]]:
+    """A PointRun of one slice (``cell`` on ``interpreter``) with nothing started: the caller
+    replaces ``load`` and ``metadata``; the progress lines it reports are the list returned."""
     import types
 
-    from lab.cells import cells_of
-    from lab.measure import http
-    from lab.spec import load_plan
-
-    plan = load_plan("smoke")
-    cell = next(c for c in cells_of(plan) if c.tier == "http")
     run = object.__new__(http.PointRun)
-    env = types.SimpleNamespace(interpreter=types.SimpleNamespace(spec_name="cpython-3.13"))
-    run.ctx = types.SimpleNamespace(plan=dataclasses.replace(plan, repeats=3))  # type: ignore[assignment]
+    env = types.SimpleNamespace(interpreter=types.SimpleNamespace(spec_name=interpreter))
+    run.ctx = types.SimpleNamespace(plan=plan)  # type: ignore[assignment]
     run.point, run.cores, run.middleware = cell.point, cell.cores, cell.middleware
     run.server_cpus, run.helper_cpus = None, None
     run.slices = [http.Slice(env=env, cell=cell, config=cell.server)]  # type: ignore[arg-type]
@@ -147,6 +147,18 @@ def test_a_point_measured_again_keeps_its_first_rounds_and_adds_as_many(monkeypa
     run.on_progress = steps.append
     monkeypatch.setattr(http, "probe_problem", lambda *_: "")
     monkeypatch.setattr(http, "layout_label", lambda *_: "shared")
+    return run, steps
+
+
+def test_a_point_measured_again_keeps_its_first_rounds_and_adds_as_many(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    from lab.cells import cells_of
+    from lab.spec import load_plan
+
+    plan = load_plan("smoke")
+    cell = next(c for c in cells_of(plan) if c.tier == "http")
+    run, steps = _point_run(monkeypatch, dataclasses.replace(plan, repeats=3), cell, "cpython-3.13")
     load = {"throughput_rps": 100.0, "latency_us": {"p50": 1000}, "requests": 80}
     monkeypatch.setattr(run, "load", lambda *_: (load, None, 0.0))
     monkeypatch.setattr(run, "metadata", lambda _s, repeat, *_: {"_throughput": 100.0 + repeat, "load_errors": 0})
@@ -167,24 +179,12 @@ def test_a_round_that_finishes_no_request_is_measured_again_in_a_window_sized_fr
     import types
 
     from lab.cells import cells_of
-    from lab.measure import http
     from lab.spec import load_plan
 
     plan = load_plan("quick")
     # The async ORM point: no nominal wait, so its first window is sized from a 10 ms guess.
     cell = next(c for c in cells_of(plan) if c.tier == "http" and c.point.nominal_wait_ms == 0 and c.concurrency == 32)
-    run = object.__new__(http.PointRun)
-    env = types.SimpleNamespace(interpreter=types.SimpleNamespace(spec_name="cpython-3.13t"))
-    run.ctx = types.SimpleNamespace(plan=dataclasses.replace(plan, repeats=1))  # type: ignore[assignment]
-    run.point, run.cores, run.middleware = cell.point, cell.cores, cell.middleware
-    run.server_cpus, run.helper_cpus = None, None
-    run.slices = [http.Slice(env=env, cell=cell, config=cell.server)]  # type: ignore[arg-type]
-    run.results = types.SimpleNamespace(is_done=lambda *_: False)  # type: ignore[assignment]
-    run.open_rates, run.open_problems, run.last = {}, {}, {}
-    steps: list[str] = []
-    run.on_progress = steps.append
-    monkeypatch.setattr(http, "probe_problem", lambda *_: "")
-    monkeypatch.setattr(http, "layout_label", lambda *_: "shared")
+    run, steps = _point_run(monkeypatch, dataclasses.replace(plan, repeats=1), cell, "cpython-3.13t")
     nothing: dict[str, object] = {"requests": 0, "stagger_s": 0.0, "warmup_s": 2.6, "duration_s": 0.8}
     served: dict[str, object] = {"requests": 90, "throughput_rps": 28.0, "latency_us": {"p50": 1_100_000}}
     windows: list[tuple[float, float]] = []
