@@ -544,6 +544,12 @@ def test_the_cli_passes_no_stagger_to_the_profile_plan(monkeypatch: pytest.Monke
     assert [p.stagger for p in plans] == [True, False]
 
 
+def test_the_profile_help_states_the_stagger_cap(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["profile", "--help"])
+    assert f"(capped at {MAX_STAGGER_S:g} s," in " ".join(capsys.readouterr().out.split())
+
+
 def _report(directory: Path, enabled_at_end: bool) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "1.json").write_text(
