@@ -392,7 +392,8 @@ def _add_profile_parser(sub: Any, common: dict[str, Any]) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="start each slice's connections spread over one request's wall time as the counting pass "
-        "measured it (capped at 5 s, lab.profile.measure.MAX_STAGGER_S; the default), or with --no-stagger "
+        "measured it (the endpoint's shortest over its forms and interpreters, so all its slices start "
+        "alike; capped at 5 s, lab.profile.measure.MAX_STAGGER_S; the default), or with --no-stagger "
         "all at once, which against an endpoint that holds each request (an upstream call, a long poll) "
         "measures a start-up transient",
     )

@@ -6,8 +6,9 @@ every (interpreter, endpoint, form) slice once in an order shuffled per round wi
 seed, so the VM's drift lands on both sides of every ratio; ratios are formed per round.
 Each slice is ``python -m lab.load`` (closed loop, keep-alive) for ``duration_s`` after
 ``warmup_s``, with the server's process tree sampled for CPU from outside. Its connections
-start spread over one request's wall time as the counting pass measured it for that form
-(``stagger``, capped at ``MAX_STAGGER_S``): a user's endpoint has no declared wait, and
+start spread over one request's wall time as the counting pass measured it (``stagger``: the
+shortest over the endpoint's forms and interpreters, the part they all wait, so every slice of
+an endpoint starts alike; capped at ``MAX_STAGGER_S``): a user's endpoint has no declared wait, and
 connections started together against one that holds each request (an upstream call, a long
 poll) reach it in bursts whose effect depends on the warm-up (README, "A synchronized start
 is a transient").
@@ -93,12 +94,15 @@ class Cell:
     gil: dict[str, Any] = field(default_factory=dict)
 
 
-def stagger_s(plan: ProfilePlan, counted: dict[str, float]) -> float:
-    """Seconds a slice's connections take to start: one request's wall time as the counting
-    pass measured it for this form on this interpreter (0 with ``plan.stagger`` off)."""
-    if not plan.stagger:
+def stagger_s(plan: ProfilePlan, endpoint: str, counts: dict[str, dict[str, dict[str, dict[str, float]]]]) -> float:
+    """Seconds the connections of ``endpoint``'s slices take to start: the shortest wall time
+    per request the counting pass measured for it (``counts``: interpreter -> endpoint -> form
+    -> per request) over its forms and interpreters, the same for all of them so that WSGI and
+    ASGI, 3.13 and 3.13t start alike; 0 with ``plan.stagger`` off or no count."""
+    walls = [form["wall_ms"] for by_endpoint in counts.values() for form in by_endpoint.get(endpoint, {}).values()]
+    if not plan.stagger or not walls:
         return 0.0
-    return min(MAX_STAGGER_S, max(0.0, counted.get("wall_ms", 0.0) / 1000))
+    return min(MAX_STAGGER_S, max(0.0, min(walls) / 1000))
 
 
 def load_command(
@@ -224,7 +228,6 @@ def measure(
                 if cell.status == "failed":
                     continue
                 server, port = running[(cell.interpreter, "wsgi" if cell.form == "wsgi" else "asgi")]
-                counted = counts.get(cell.interpreter, {}).get(cell.endpoint, {}).get(cell.form, {})
                 measure_slice(
                     cell,
                     endpoints[cell.endpoint],
@@ -232,7 +235,7 @@ def measure(
                     port,
                     plan,
                     by_name[cell.interpreter].cookie,
-                    stagger_s(plan, counted),
+                    stagger_s(plan, cell.endpoint, counts),
                 )
     # Every server is stopped now: each of its processes has written its final GIL report.
     for cell in cells:

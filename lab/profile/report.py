@@ -27,7 +27,10 @@ FORM_LABELS = {"wsgi": "WSGI (gunicorn)", "asgi": "ASGI, sync view adapted", "as
 def _start_text(plan: dict[str, Any]) -> str:
     """How each slice's connections started (runs before 2026-12-07's stagger started them together)."""
     if plan.get("stagger", False):
-        return f"connections started spread over one counted request's wall time (at most {plan['stagger_max_s']:g} s)"
+        return (
+            "connections started spread over one counted request's wall time (the endpoint's shortest over its "
+            f"forms and interpreters, at most {plan['stagger_max_s']:g} s)"
+        )
     return "connections started together"
 
 
