@@ -263,6 +263,19 @@ def slice_window(
     return warmup, duration
 
 
+def plan_window(plan: Plan, rps: float, p50_s: float, cold_connections: int = 0) -> tuple[float, float]:
+    """``slice_window`` with ``plan``'s warm-up, durations and request target."""
+    return slice_window(
+        plan.http_warmup,
+        plan.http_duration,
+        plan.http_max_duration,
+        plan.http_min_requests,
+        rps,
+        p50_s,
+        cold_connections,
+    )
+
+
 def stagger_of(stagger: bool, cell: Cell) -> float:
     """Seconds a closed-loop cell's connections take to start under ``plan.http_stagger``: one
     nominal wait of its point (0: not staggered, an open-loop cell, or a point with no wait)."""
@@ -296,9 +309,8 @@ def estimate_seconds(plan: Plan, cells: list[Cell], interpreters: int, *, with_c
         # against 1.5 s estimated before it was counted).
         wait_s = cell.point.nominal_wait_ms / 1000 + 0.01
         rps = min(cell.concurrency / wait_s, 150.0)
-        window = (plan.http_warmup, plan.http_duration, plan.http_max_duration, plan.http_min_requests, rps, wait_s)
-        warmup, duration = slice_window(*window)
-        cold_warmup, _ = slice_window(*window, cell.concurrency)
+        warmup, duration = plan_window(plan, rps, wait_s)
+        cold_warmup, _ = plan_window(plan, rps, wait_s, cell.concurrency)
         # Every round, plus the first round's longer warm-up on a cold server.
         stagger = stagger_of(plan.http_stagger, cell)
         total += interpreters * (plan.repeats * (stagger + warmup + duration + SLICE_OVERHEAD_S) + cold_warmup - warmup)

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.cells import Cell, CellRecord, slice_window, stagger_of
+from lab.cells import Cell, CellRecord, plan_window, stagger_of
 from lab.envs import WorkloadEnv
 from lab.errors import LabError
 from lab.gilstate import GilVerdict
@@ -347,25 +347,18 @@ class PointRun:
 
     def window(self, s: Slice) -> tuple[float, float]:
         """(warm-up, duration) seconds for this slice's next round."""
-        plan = self.ctx.plan
         guess_p50 = s.cell.point.nominal_wait_ms / 1000 + 0.01
         # Before the first round: Little's law with every connection busy waiting upstream, and
         # a cold server's allowance.
         cold = 0 if id(s) in self.last else s.cell.concurrency
         rps, p50 = self.last.get(id(s), (s.cell.concurrency / guess_p50, guess_p50))
-        return slice_window(
-            plan.http_warmup, plan.http_duration, plan.http_max_duration, plan.http_min_requests, rps, p50, cold
-        )
+        return plan_window(self.ctx.plan, rps, p50, cold)
 
     def retry_window(self, s: Slice, seen: dict[str, Any]) -> tuple[float, float]:
         """(warm-up, duration) seconds for a slice whose load ``seen`` finished no request: its
         requests held at least that attempt's warm-up and window, so that is the p50 to size by."""
-        plan = self.ctx.plan
         p50 = seen["stagger_s"] + seen["warmup_s"] + seen["duration_s"]
-        rps = s.cell.concurrency / p50
-        return slice_window(
-            plan.http_warmup, plan.http_duration, plan.http_max_duration, plan.http_min_requests, rps, p50
-        )
+        return plan_window(self.ctx.plan, s.cell.concurrency / p50, p50)
 
     def load(
         self, s: Slice, port: int, server: ManagedProcess, window: tuple[float, float]

@@ -210,6 +210,7 @@ def measure(
         for e in spec.endpoints
         for form in e.forms
     ]
+    staggers = {e.name: stagger_s(plan, e.name, counts) for e in spec.endpoints}
     running: dict[tuple[str, str], tuple[ManagedProcess, int]] = {}
     gil_dirs: dict[tuple[str, str], Path] = {}
     with contextlib.ExitStack() as stack:
@@ -235,7 +236,7 @@ def measure(
                     port,
                     plan,
                     by_name[cell.interpreter].cookie,
-                    stagger_s(plan, cell.endpoint, counts),
+                    staggers[cell.endpoint],
                 )
     # Every server is stopped now: each of its processes has written its final GIL report.
     for cell in cells:
