@@ -332,8 +332,9 @@ def _add_advise_parser(sub: Any, common: dict[str, Any]) -> None:
         description="Per interpreter, predict each variant's throughput bound (CPU, or requests in flight: threads "
         "or connections over the time each request is held) at the best server shape the runs measured for it, with "
         "the async version's extra CPU per request (base, per crossing, per connection opened, per client call) "
-        "fitted on the runs' async cells; print the expected outcome (sync, async or a tie within 10%%), the ratio "
-        "with an interval from held-out errors (leave-one-mix-point-out), what binds each side, the nearest measured "
+        "fitted on the runs' async cells; print the expected winner (the variant with the higher bound; a margin "
+        "under 10%% is said to be practically a tie), how sure (the share of held-out errors that keep that winner), "
+        "the ratio with an interval from held-out errors (leave-one-mix-point-out), what binds each side, the nearest measured "
         "cells and the single change that would change or most move the outcome. Give --profile FILE.json (keys: "
         "cpu_ms, queries, crossings, upstream_calls, upstream_ms, fanout, db_connections, hold_ms, client) or the "
         "numbers.",

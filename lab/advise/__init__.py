@@ -15,6 +15,7 @@ from lab.advise.model import (
     CLIENTS,
     FEATURES,
     MIN_POINTS,
+    SURE,
     TIE,
     AsyncCost,
     Conditions,
@@ -30,6 +31,7 @@ from lab.advise.model import (
     predict,
     profile_from,
     profiles_from_run,
+    sure,
     with_counts,
 )
 from lab.advise.text import (
@@ -47,6 +49,7 @@ __all__ = [
     "CLIENTS",
     "FEATURES",
     "MIN_POINTS",
+    "SURE",
     "TIE",
     "AsyncCost",
     "Conditions",
@@ -68,5 +71,6 @@ __all__ = [
     "predict",
     "profile_from",
     "profiles_from_run",
+    "sure",
     "with_counts",
 ]

@@ -16,6 +16,7 @@ from lab.advise.model import (
     COSTS,
     FEATURES,
     ROLE_LABEL,
+    SURE,
     TIE,
     Conditions,
     Model,
@@ -25,6 +26,7 @@ from lab.advise.model import (
     build_models,
     outcome,
     predict,
+    sure,
 )
 from lab.errors import LabError
 from lab.servers import MAX_THREADS, parse_server
@@ -37,6 +39,13 @@ AGREEMENT_TARGET = 0.8
 def spread(residuals: np.ndarray) -> float:
     """Half-width in log units covering INTERVAL_SHARE of the held-out errors."""
     return float(np.quantile(np.abs(residuals), INTERVAL_SHARE)) if residuals.size else math.nan
+
+
+def times(log_ratio: float) -> str:
+    """A ratio as ``×0.99``; with a third decimal where two would show ×1.00 for a ratio that
+    is not 1, so that the winner the advice names can be seen in the number."""
+    ratio = math.exp(log_ratio)
+    return f"×{ratio:.3f}" if f"{ratio:.2f}" == "1.00" and log_ratio != 0.0 else f"×{ratio:.2f}"
 
 
 def rms(residuals: np.ndarray) -> float:
@@ -136,15 +145,23 @@ def advice_lines(models: dict[str, Model], profile: Profile) -> list[str]:
         pred = found.log_ratio
         half, res = spread(model.residuals), model.residuals
         advised = outcome(pred)
-        kept = int(sum(outcome(pred + r) == advised for r in res))
+        kept = round(sure(pred, res) * res.size) if res.size else 0
         head = "a tie expected" if advised == "tie" else f"{advised} expected to win"
+        practical = f" (under {TIE:.0%}: practically a tie)" if outcome(pred, TIE) == "tie" else ""
         lines += [
-            f"{ROLE_LABEL[role]}: {head}; async/sync throughput ×{math.exp(pred):.2f} "
+            f"{ROLE_LABEL[role]}: {head}; async/sync throughput {times(pred)}{practical} "
             f"[{math.exp(pred - half):.2f}, {math.exp(pred + half):.2f}] ({INTERVAL_SHARE:.0%} of held-out errors; "
             f"at {at.connections} connections on {at.cores} cores, {at.cpu_layout})",
             f"  {_side('sync', found.sync)}; {_side('async', found.asy)}",
-            f"  how sure: {kept} of {res.size} held-out errors added to this estimate keep the outcome {advised}"
-            + ("; the interval spans 1: a close call" if pred - half < 0 < pred + half else ""),
+            f"  how sure: {kept} of {res.size} held-out errors added to this estimate keep {advised} the winner "
+            f"({'a sure call' if kept >= SURE * res.size else 'not a sure call'}, at least {SURE:.0%}: the check "
+            "says how often each kind was right)"
+            + (
+                f"; the {INTERVAL_SHARE:.0%} interval spans 1, but the errors lean: the measured ratio was below "
+                f"the prediction at {int((res < 0).sum())} of {res.size} points"
+                if pred - half < 0 < pred + half
+                else ""
+            ),
             f"  p95 latency async/sync ×{math.exp(-pred):.2f} (closed loop at the same connections: 1 / the "
             f"throughput ratio; held-out error ×{math.exp(rms(model.p95_residuals)):.2f})",
         ]
@@ -180,8 +197,9 @@ def model_lines(model: Model) -> list[str]:
         f"Each variant's throughput: the best over its measured shapes (sync: {', '.join(at.sync_shapes)}; "
         f"async: {', '.join(at.async_shapes)}) of min(CPU bound, in-flight bound) from `lab.limits`, with the "
         f"load generator ({model.rig.loadgen_ms:.2f} ms per request) and the upstream "
-        f"({model.rig.upstream_call_ms:.2f} ms per call) on the same {at.cores} cores; a margin under "
-        f"{TIE:.0%} is a tie.",
+        f"({model.rig.upstream_call_ms:.2f} ms per call) on the same {at.cores} cores; the advice is the "
+        f"variant with the higher bound, how sure it is the share of held-out errors that keep that winner (a "
+        f"margin under {TIE:.0%} is called practically a tie in words, not in the outcome).",
     ]
     if model.rig.worker_split:
         lines[-1] += (
@@ -199,12 +217,16 @@ def check_lines(model: Model) -> list[str]:
     res = model.residuals
     share = agree / total if total else math.nan
     verdict = "meets" if share >= AGREEMENT_TARGET else "MISSES"
+    (sure_right, sure_of), (rest_right, rest_of) = model.sure_calls()
     agreement = (
-        f"advised outcome (sync, async or tie) = measured decision at {agree} of {total} held-out points "
-        f"({share:.1%}; {verdict} the {AGREEMENT_TARGET:.0%} target; the measured ratio itself, advised under the "
-        f"same {TIE:.0%} tie rule, would agree at {model.rule_ceiling} of {total}: a perfect prediction's score; "
-        f"a constant advice, the outcome measured most often at the other mix points, at "
-        f"{model.constant_baseline} of {total})"
+        f"advised winner = measured decision at {agree} of {total} held-out points ({share:.1%}; {verdict} the "
+        f"{AGREEMENT_TARGET:.0%} target; a point the decision map calls a tie counts as a miss; a perfect "
+        f"prediction, the measured ratio itself, would agree at {model.rule_ceiling()} of {total}; a constant "
+        f"advice, the outcome measured most often at the other mix points, at {model.constant_baseline} of "
+        f"{total}); calls at least {SURE:.0%} of the other points' errors keep: {sure_right} of {sure_of} right, "
+        f"the other calls: {rest_right} of {rest_of}; with a {TIE:.0%} tie band instead (advise a tie inside it, "
+        f"the rule until 2026-12-07): {model.banded_agreement} of {total}, a perfect prediction "
+        f"{model.rule_ceiling(TIE)}"
         if total
         else "no held-out point has a measured decision between sync and async"
     )
@@ -225,7 +247,7 @@ def check_lines(model: Model) -> list[str]:
     for o in judged[judged["advised"] != judged["measured"]].to_dict("records"):
         interval = "" if math.isnan(o["low"]) else f" [{o['low']:.2f}, {o['high']:.2f}]"
         lines.append(
-            f"missed: {o['point']} ({o['run']}): advised {o['advised']} ×{math.exp(o['predicted']):.2f}, "
+            f"missed: {o['point']} ({o['run']}): advised {o['advised']} {times(o['predicted'])}, "
             f"measured {o['measured']} ×{o['ratio']:.2f}{interval}"
         )
     return lines
