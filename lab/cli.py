@@ -357,6 +357,15 @@ def _add_advise_parser(sub: Any, common: dict[str, Any]) -> None:
         help="print the fit over every --run given and its held-out checks (the report's 'Advice model' section), "
         "instead of advice for a profile",
     )
+    p.add_argument(
+        "--check-on",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="RUN",
+        help="with --check: fit on the --run runs (all their points) and check the advice on this run's points "
+        "instead, which the fit never saw (repeatable); a run measured after the outcome rule was set tests it too",
+    )
     for flag, text in ADVISE_NUMBERS.items():
         p.add_argument(flag, dest=_dest(flag), default=None, metavar="N", help=text)
     # Checked by lab.advise.Profile against its Client type (importing it here would load pandas).
@@ -878,6 +887,7 @@ def cmd_advise(args: argparse.Namespace) -> int:
         number,
         profile_from,
         profiles_from_run,
+        tested,
     )
 
     given = {flag: getattr(args, _dest(flag)) for flag in ADVISE_NUMBERS if getattr(args, _dest(flag)) is not None}
@@ -885,8 +895,17 @@ def cmd_advise(args: argparse.Namespace) -> int:
     if args.check:
         if any(sources):
             raise SpecError("--check prints the fit's held-out checks; give it without a profile")
-        print("\n".join(fit_lines(build_models(load_values(args.run)))).lstrip("\n"))
+        seen = {run.resolve() for run in args.run}
+        overlap = [run for run in args.check_on if run.resolve() in seen]
+        if overlap:
+            raise SpecError(f"--check-on {overlap[0]} is also a --run: the fit would have seen it")
+        models = build_models(load_values(args.run))
+        if args.check_on:
+            models = tested(models, load_values(args.check_on))
+        print("\n".join(fit_lines(models)).lstrip("\n"))
         return 0
+    if args.check_on:
+        raise SpecError("--check-on needs --check")
     if sum(sources) > 1:
         raise SpecError("give one of --profile, --from-profile or the numbers, not more")
     if args.endpoint is not None and args.profile_run is None:

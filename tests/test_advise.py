@@ -338,6 +338,11 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
             "--check prints the fit's held-out checks; give it without a profile",
         ),
         (
+            ["--run", "{fixture}", "--check", "--check-on", "{fixture}"],
+            "--check-on {fixture} is also a --run: the fit would have seen it",
+        ),
+        (["--run", "{fixture}", "--cpu-ms", "2", "--check-on", "{tmp}"], "--check-on needs --check"),
+        (
             ["--run", "{fixture}", "--from-profile", "{fixture}"],
             "'{fixture}' is not a lab profile run (no profile.json)",
         ),
@@ -466,6 +471,33 @@ def test_rule_ceiling_counts_decided_margins_inside_the_tie_band_as_unreachable(
     assert model.rule_ceiling(TIE) == 5 and model.agreement[1] == 6
     # Naming the winner, the 500 ms point is reachable and the model gets it: sync.
     assert model.rule_ceiling() == 5 and obs.loc["io-sweep@latency=500", "advised"] == "sync"
+
+
+def test_a_model_checked_on_a_run_it_never_saw(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A second run in which async serves 40% above its bound at 500 ms: measured async there.
+    later = frame(run="r2")
+    odd = later["point"].eq("io-sweep@latency=500") & later["variant"].eq("async")
+    later.loc[odd, "throughput_rps"] *= 1.4
+    models = build_models(frame())
+    checked = advise.tested(models, later)["gil"]
+    assert checked.train is models["gil"].obs and set(checked.obs["run"]) == {"r2"}
+    # The full fit's advice: sync at 500 ms (a miss) and at the 100 ms tie (a miss); the rest right.
+    assert checked.agreement == (4, 6) and dict(checked.obs.set_index("point")["advised"]) == ADVISED
+    # The constant advice is the fitting points' most measured outcome (sync): 3 of the 6.
+    assert checked.constant_baseline == 3
+    lines = advise.check_lines(checked)
+    assert lines[0].startswith("checked on runs the fit never saw: typical error ×")
+    assert "at 4 of 6 points (66.7%; MISSES" in lines[0] and "most often at the fitting points, at 3 of 6" in lines[0]
+    assert "calls at least 90% of the fit's held-out errors keep" in lines[0]
+    # How sure comes from the fit's own held-out errors.
+    assert checked.obs["sure"].tolist() == [advise.sure(p, models["gil"].residuals) for p in checked.obs["predicted"]]
+    # The CLI: the --check-on runs are loaded apart from the fitting ones.
+    monkeypatch.setattr(advise, "load_values", lambda runs: later if runs == [Path("b")] else frame())
+    assert main(["-q", "advise", "--run", "a", "--check", "--check-on", "b"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("checked on runs the fit never saw") == 2 and "missed: io-sweep@latency=500 (r2)" in out
 
 
 def test_twice_the_threads_stops_at_the_lab_limit() -> None:

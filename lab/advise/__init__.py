@@ -32,6 +32,7 @@ from lab.advise.model import (
     profile_from,
     profiles_from_run,
     sure,
+    tested,
     with_counts,
 )
 from lab.advise.text import (
@@ -72,5 +73,6 @@ __all__ = [
     "profile_from",
     "profiles_from_run",
     "sure",
+    "tested",
     "with_counts",
 ]

@@ -608,6 +608,9 @@ class Model:
     cost: AsyncCost
     rig: Rig
     conditions: Conditions  # the most common conditions of the fitting points
+    # Set on a model checked on other runs (``tested``): the fitting observations, which the
+    # constant baselines then draw on instead of the other held-out mix points.
+    train: pd.DataFrame | None = None
 
     @property
     def residuals(self) -> np.ndarray:
@@ -658,7 +661,10 @@ class Model:
         judged = self.judged
         right = judged["advised"] == judged["measured"]
         confident = judged["sure"] >= SURE
-        return (int(right[confident].sum()), int(confident.sum())), (int(right[~confident].sum()), int((~confident).sum()))
+        return (int(right[confident].sum()), int(confident.sum())), (
+            int(right[~confident].sum()),
+            int((~confident).sum()),
+        )
 
     @property
     def constant_baseline(self) -> int:
@@ -670,7 +676,10 @@ class Model:
         judged = self.judged
         count = 0
         for point, outcomes in judged.groupby("point")["measured"]:
-            others = judged.loc[judged["point"] != point, "measured"]
+            if self.train is not None:
+                others = self.train.loc[self.train["measured"] != "", "measured"]
+            else:
+                others = judged.loc[judged["point"] != point, "measured"]
             if not others.empty:
                 # Equal counts go to the alphabetically first outcome, so the count is reproducible.
                 counts = others.value_counts()
@@ -684,6 +693,8 @@ class Model:
         measured log ratio of the other mix points. The model's own residuals are worth only
         what they gain on these."""
         log_ratio, point = self.obs["log_ratio"].to_numpy(dtype=float), self.obs["point"].to_numpy()
+        if self.train is not None:
+            return log_ratio - float(np.median(self.train["log_ratio"].to_numpy(dtype=float)))
         return np.array([r - float(np.median(log_ratio[point != p])) for r, p in zip(log_ratio, point, strict=True)])
 
     @property
@@ -756,3 +767,30 @@ def build_models(df: pd.DataFrame) -> dict[str, Model]:
         cost, rig = fitted(o)
         models[role] = Model(role, o, cost, rig, _typical(list(o["conditions"])))
     return models
+
+
+def tested(models: dict[str, Model], df: pd.DataFrame) -> dict[str, Model]:
+    """Each model checked on runs it was not fitted on (``df``: their values): every mix point of
+    those runs predicted with the fit over all of the model's own points, how sure from the
+    model's held-out errors, the baselines from its fitting points. A run measured after the
+    outcome rule was set tests the rule as well as the model."""
+    obs = observations(df)
+    out: dict[str, Model] = {}
+    for role, model in models.items():
+        o = obs[obs["role"] == role].reset_index(drop=True) if not obs.empty else pd.DataFrame()
+        if o.empty:
+            raise LabError(
+                f"the runs to check have no mix point measured with both sync and async on {ROLE_LABEL[role]}"
+            )
+        predicted = np.array(
+            [predict(r["profile"], model.cost, model.rig, r["conditions"]).log_ratio for _, r in o.iterrows()]
+        )
+        o = o.assign(
+            predicted=predicted,
+            residual=o["log_ratio"].to_numpy(dtype=float) - predicted,
+            advised=[outcome(p) for p in predicted],
+            advised_banded=[outcome(p, TIE) for p in predicted],
+            sure=[sure(p, model.residuals) for p in predicted],
+        )
+        out[role] = Model(role, o, model.cost, model.rig, model.conditions, train=model.obs)
+    return out

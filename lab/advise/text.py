@@ -178,9 +178,10 @@ def advice_lines(models: dict[str, Model], profile: Profile) -> list[str]:
 def model_lines(model: Model) -> list[str]:
     """The fit in numbers a reader can redo by hand."""
     at = model.conditions
+    fitting = model.train if model.train is not None else model.obs
     lines = [
         f"async CPU ms per request = sync CPU ms + base + crossing × crossings + connect × connections opened "
-        f"+ calls × per-call difference of the async client; fitted on the measured async CPU of {len(model.obs)} mix "
+        f"+ calls × per-call difference of the async client; fitted on the measured async CPU of {len(fitting)} mix "
         f"points (those whose async CPU per request is over {COLLAPSE:g}× the sync one's left out: a collapse, "
         "not a cost):",
         "",
@@ -218,12 +219,19 @@ def check_lines(model: Model) -> list[str]:
     share = agree / total if total else math.nan
     verdict = "meets" if share >= AGREEMENT_TARGET else "MISSES"
     (sure_right, sure_of), (rest_right, rest_of) = model.sure_calls()
+    # A model checked on runs it was not fitted on (lab.advise.tested) says so, and its
+    # baselines and how sure come from its fitting points, not from the other checked ones.
+    checked, points, others, errors = (
+        ("checked on runs the fit never saw", "points", "the fitting points", "the fit's held-out errors")
+        if model.train is not None
+        else ("held out one mix point at a time", "held-out points", "the other mix points", "the other points' errors")
+    )
     agreement = (
-        f"advised winner = measured decision at {agree} of {total} held-out points ({share:.1%}; {verdict} the "
+        f"advised winner = measured decision at {agree} of {total} {points} ({share:.1%}; {verdict} the "
         f"{AGREEMENT_TARGET:.0%} target; a point the decision map calls a tie counts as a miss; a perfect "
         f"prediction, the measured ratio itself, would agree at {model.rule_ceiling()} of {total}; a constant "
-        f"advice, the outcome measured most often at the other mix points, at {model.constant_baseline} of "
-        f"{total}); calls at least {SURE:.0%} of the other points' errors keep: {sure_right} of {sure_of} right, "
+        f"advice, the outcome measured most often at {others}, at {model.constant_baseline} of "
+        f"{total}); calls at least {SURE:.0%} of {errors} keep: {sure_right} of {sure_of} right, "
         f"the other calls: {rest_right} of {rest_of}; with a {TIE:.0%} tie band instead (advise a tie inside it, "
         f"the rule until 2026-12-07): {model.banded_agreement} of {total}, a perfect prediction "
         f"{model.rule_ceiling(TIE)}"
@@ -231,9 +239,9 @@ def check_lines(model: Model) -> list[str]:
         else "no held-out point has a measured decision between sync and async"
     )
     lines = [
-        f"held out one mix point at a time: typical error ×{math.exp(rms(res)):.2f} (rms of log ratio "
+        f"{checked}: typical error ×{math.exp(rms(res)):.2f} (rms of log ratio "
         f"{rms(res):.3f}, worst ×{math.exp(float(np.max(np.abs(res)))):.2f} over {len(res)} mix points; a constant "
-        f"prediction, the median ratio of the other mix points: ×{math.exp(rms(model.constant_residuals)):.2f}); "
+        f"prediction, the median ratio of {others}: ×{math.exp(rms(model.constant_residuals)):.2f}); "
         f"{agreement}"
         + (
             f"; not contradicted by the measured 95% interval at {model.not_contradicted} of {total} (the rest "
@@ -241,7 +249,7 @@ def check_lines(model: Model) -> list[str]:
             if total
             else ""
         ),
-        f"p95 ratio as 1 / throughput ratio, held out: typical error ×{math.exp(rms(model.p95_residuals)):.2f}",
+        f"p95 ratio as 1 / throughput ratio, {'on those runs' if model.train is not None else 'held out'}: typical error ×{math.exp(rms(model.p95_residuals)):.2f}",
     ]
     judged = model.judged
     for o in judged[judged["advised"] != judged["measured"]].to_dict("records"):
