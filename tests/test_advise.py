@@ -185,11 +185,24 @@ def test_outcome_names_the_winner_and_the_band_calls_small_margins_ties() -> Non
     assert outcome(math.log(1.09)) == "async" and outcome(math.log(0.92)) == "sync" and outcome(0.0) == "tie"
     assert outcome(math.log(1.09), TIE) == "tie" and outcome(math.log(0.92), TIE) == "tie"
     assert outcome(math.log(1.12), TIE) == "async" and outcome(math.log(0.8), TIE) == "sync"
-    # How sure: the share of errors that keep the winner; errors that lean one way count as such.
-    assert advise.sure(math.log(0.99), np.array([-0.2, -0.1, 0.005, 0.02])) == 0.75
-    assert advise.sure(math.log(1.5), np.array([-0.5, 0.1])) == 0.5
-    assert math.isnan(advise.sure(0.1, np.array([])))
     assert times(math.log(0.997)) == "×0.997" and times(math.log(0.93)) == "×0.93" and times(0.0) == "×1.00"
+
+
+def test_the_estimate_corrects_the_bounds_by_their_median_error_and_says_how_sure() -> None:
+    # The bounds say async x1.05; their errors put the measured ratio below them at most points
+    # (median -0.1): the estimate is sync, and 3 of the 5 errors keep sync the winner.
+    errors = np.array([-0.3, -0.2, -0.1, 0.0, 0.1])
+    found = advise.estimate(math.log(1.05), errors)
+    assert found.log_ratio == pytest.approx(math.log(1.05) - 0.1) and found.winner == "sync" and found.sure == 0.6
+    # The interval is the errors' 5%-95% range around the bounds' ratio: it need not be centred.
+    assert (found.low, found.high) == pytest.approx((math.log(1.05) - 0.28, math.log(1.05) + 0.08))
+    # The winner is the side most errors keep, so how sure is never under one half.
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        drawn = rng.normal(rng.normal(0, 0.3), 0.4, size=int(rng.integers(3, 40)))
+        assert advise.estimate(float(rng.normal(0, 0.3)), drawn).sure >= 0.5
+    bare = advise.estimate(0.1, np.array([]))
+    assert (bare.log_ratio, bare.winner) == (0.1, "async") and math.isnan(bare.sure)
 
 
 def test_held_out_points_get_the_known_outcomes() -> None:
@@ -244,7 +257,7 @@ def test_held_out_miss_is_reported_honestly() -> None:
     assert model.not_contradicted == 5 and "not contradicted by the measured 95% interval at 5 of 6" in lines[0]
     missed = [line for line in lines if line.startswith("missed: ")]
     assert len(missed) == 2 and missed[1].startswith(
-        "missed: io-sweep@latency=500 (r1): advised sync ×0.995, measured async ×1.39 [1.03, 1.87]"
+        "missed: io-sweep@latency=500 (r1): advised sync ×0.99, measured async ×1.39 [1.03, 1.87]"
     )
     assert missed[0].startswith("missed: io-sweep@latency=100 (r1): advised sync ×0.9")
 
@@ -255,7 +268,9 @@ def test_advice_names_the_limits_and_the_change_that_moves_it() -> None:
     # the sync threads do not help (32 connections), a thread-starved one-process shape would.
     profile = Profile(cpu_ms=2.0, crossings=6, upstream_calls=1, upstream_ms=200, fanout=1)
     text = "\n".join(advise.advice_lines(models, profile))
-    assert "3.13: sync expected to win; async/sync throughput ×0.99 (under 10%: practically a tie)" in text
+    # The bounds' ×0.99, times their median held-out error (×0.995: the ORM point's -5% among ~0).
+    assert "3.13: sync expected to win; async/sync throughput ×0.98 (under 10%: practically a tie)" in text
+    assert "(the bounds' ×0.99 times their median held-out error ×0.995; 90% of the held-out errors;" in text
     assert "sync 158 req/s on gunicorn-gthread:2x16 (32 in flight; 2.00 CPU ms/request)" in text
     # CPU-bound with many crossings: sync wins, and no crossings is the change that moves it most.
     orm = Profile(cpu_ms=8.0, queries=11, crossings=40, db_connections=1)
@@ -397,11 +412,11 @@ def test_cli_prints_advice_for_a_profile(
     assert seen == [[Path("a"), Path("b")]]
     # The lab's own conditions are 32 connections (five points of six): at a 1 s hold both sides
     # are held by 32 requests in flight, and sync wins by the async version's extra CPU alone.
-    assert "3.13: sync expected to win; async/sync throughput ×0.999 (under 10%: practically a tie)" in out
+    assert "3.13: sync expected to win; async/sync throughput ×0.99 (under 10%: practically a tie)" in out
     assert "at 32 connections on 2 cores, shared" in out
     assert out.count("nearest measured cells") == 2
     assert main(["-q", "advise", "--run", "a", "--cpu-ms", "0.5", "--hold-ms", "1000", "--crossings", "2"]) == 0
-    assert "3.13: sync expected to win; async/sync throughput ×0.999" in capsys.readouterr().out
+    assert "3.13: sync expected to win; async/sync throughput ×0.99" in capsys.readouterr().out
 
 
 def test_a_profile_run_gives_each_endpoint_a_profile(
@@ -492,7 +507,8 @@ def test_a_model_checked_on_a_run_it_never_saw(
     assert "at 4 of 6 points (66.7%; MISSES" in lines[0] and "most often at the fitting points, at 3 of 6" in lines[0]
     assert "calls at least 90% of the fit's held-out errors keep" in lines[0]
     # How sure comes from the fit's own held-out errors.
-    assert checked.obs["sure"].tolist() == [advise.sure(p, models["gil"].residuals) for p in checked.obs["predicted"]]
+    bound_errors = models["gil"].bound_errors
+    assert checked.obs["sure"].tolist() == [advise.estimate(b, bound_errors).sure for b in checked.obs["bound"]]
     # The CLI: the --check-on runs are loaded apart from the fitting ones.
     monkeypatch.setattr(advise, "load_values", lambda runs: later if runs == [Path("b")] else frame())
     assert main(["-q", "advise", "--run", "a", "--check", "--check-on", "b"]) == 0

@@ -24,9 +24,12 @@ and compares the best of each:
   2026-12-02) applies to every prediction, older runs' points included; with no run that
   sampled it, shapes are taken as evenly split.
 
-The advised outcome is the expected winner, the variant with the higher predicted bound, and
-how sure the advice is: the share of the held-out errors that, added to the estimate, keep that
-winner. Agreement counts held-out mix points whose advised winner is the decision map's (its
+The estimate is the bounds' async/sync ratio times the median of the bounds' held-out errors
+(measured over the bounds' ratio): every variant falls short of its bound, async more so (its
+event loop and thread hops queue), so the bounds overstate async at most measured points, and
+the median says by how much. The advised outcome is the expected winner, the side of 1 the
+estimate lies on, and how sure the advice is: the share of the held-out errors that, added to
+the bounds' ratio, keep that winner. Agreement counts held-out mix points whose advised winner is the decision map's (its
 winner where the margin's interval excludes 1); a point the map calls a tie counts as a miss,
 since the advice never says tie. Why not a tie band: until 2026-12-07 a predicted margin inside
 ``TIE`` (10%) was advised a tie, on the premise that a run resolves no smaller margin. The runs
@@ -381,13 +384,36 @@ def outcome(log_ratio: float, tie: float = 0.0) -> Outcome:
     return "async" if log_ratio > 0 else "sync"
 
 
-def sure(log_ratio: float, residuals: np.ndarray) -> float:
-    """How sure the advice on ``log_ratio`` is: the share of ``residuals`` (held-out errors, log
-    units) that, added to it, keep its outcome; NaN with no residuals."""
-    if not residuals.size:
-        return math.nan
-    called = outcome(log_ratio)
-    return float(np.mean([outcome(log_ratio + r) == called for r in residuals]))
+# The advice's interval covers this share of the bounds' held-out errors (5% to 95%).
+INTERVAL_SHARE = 0.9
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The advice on one profile, in log async/sync ratios: the bounds' ratio, corrected by the
+    median of the bounds' held-out errors (the bounds overstate async at most measured points:
+    a variant falls short of its bound, and async more so), the errors' INTERVAL_SHARE range
+    around the bounds' ratio, the expected winner and how sure (the share of the errors that,
+    added to the bounds' ratio, keep that winner: at least half, by the median's choice)."""
+
+    bound: float
+    log_ratio: float
+    low: float
+    high: float
+    winner: Outcome
+    sure: float
+
+
+def estimate(bound: float, errors: np.ndarray) -> Estimate:
+    """The estimate from the bounds' log ratio and their held-out errors (measured minus the
+    bounds'); with no errors, the bounds' ratio itself."""
+    if not errors.size:
+        return Estimate(bound, bound, math.nan, math.nan, outcome(bound), math.nan)
+    centre = bound + float(np.median(errors))
+    tail = (1.0 - INTERVAL_SHARE) / 2
+    low, high = (bound + float(q) for q in np.quantile(errors, [tail, 1.0 - tail]))
+    winner = outcome(centre)
+    return Estimate(bound, centre, low, high, winner, float(np.mean([outcome(bound + e) == winner for e in errors])))
 
 
 def _best(
@@ -604,7 +630,9 @@ class Model:
     """One interpreter's fit (async CPU costs, helpers' CPU) and its held-out checks."""
 
     role: str
-    obs: pd.DataFrame  # observations with "predicted", "residual" and "advised" (held out)
+    # Observations with, held out: "bound" (the bounds' log ratio), "bound_error" (measured minus
+    # that), "predicted" (the estimate), "residual" (measured minus it), "advised", "sure".
+    obs: pd.DataFrame
     cost: AsyncCost
     rig: Rig
     conditions: Conditions  # the most common conditions of the fitting points
@@ -614,7 +642,16 @@ class Model:
 
     @property
     def residuals(self) -> np.ndarray:
+        """The held-out estimates' errors (log units): what the advice's typical error reports."""
         return np.asarray(self.obs["residual"], dtype=float)
+
+    @property
+    def bound_errors(self) -> np.ndarray:
+        """The bounds' held-out errors, which correct and bracket every estimate."""
+        return np.asarray(self.obs["bound_error"], dtype=float)
+
+    def estimate(self, profile: Profile) -> Estimate:
+        return estimate(self.predict(profile).log_ratio, self.bound_errors)
 
     @property
     def p95_residuals(self) -> np.ndarray:
@@ -754,26 +791,38 @@ def build_models(df: pd.DataFrame) -> dict[str, Model]:
             for i in np.flatnonzero(test):
                 row = o.iloc[i]
                 predicted[i] = predict(row["profile"], cost, rig, row["conditions"]).log_ratio
-        residual = o["log_ratio"].to_numpy(dtype=float) - predicted
-        point = o["point"].to_numpy()
-        o = o.assign(
-            predicted=predicted,
-            residual=residual,
-            advised=[outcome(p) for p in predicted],
-            advised_banded=[outcome(p, TIE) for p in predicted],
-            # How sure each held-out call was, from the errors at the other mix points only.
-            sure=[sure(p, residual[point != q]) for p, q in zip(predicted, point, strict=True)],
+        # Each held-out estimate is corrected and judged by the bounds' errors at the other mix
+        # points only (those errors come from fits that saw this point: a small leak, kept).
+        error, point = o["log_ratio"].to_numpy(dtype=float) - predicted, o["point"].to_numpy()
+        o = _with_estimates(
+            o, predicted, [estimate(b, error[point != q]) for b, q in zip(predicted, point, strict=True)]
         )
         cost, rig = fitted(o)
         models[role] = Model(role, o, cost, rig, _typical(list(o["conditions"])))
     return models
 
 
+def _with_estimates(o: pd.DataFrame, bounds: np.ndarray, found: list[Estimate]) -> pd.DataFrame:
+    """Observations with their bounds, estimates and both outcome rules' advice."""
+    measured = o["log_ratio"].to_numpy(dtype=float)
+    predicted = np.array([e.log_ratio for e in found])
+    return o.assign(
+        bound=bounds,
+        bound_error=measured - bounds,
+        predicted=predicted,
+        residual=measured - predicted,
+        advised=[e.winner for e in found],
+        sure=[e.sure for e in found],
+        # The rule until 2026-12-07, on the bounds' ratio as it was then: the sensitivity row.
+        advised_banded=[outcome(b, TIE) for b in bounds],
+    )
+
+
 def tested(models: dict[str, Model], df: pd.DataFrame) -> dict[str, Model]:
     """Each model checked on runs it was not fitted on (``df``: their values): every mix point of
-    those runs predicted with the fit over all of the model's own points, how sure from the
-    model's held-out errors, the baselines from its fitting points. A run measured after the
-    outcome rule was set tests the rule as well as the model."""
+    those runs predicted with the fit over all of the model's own points and corrected and
+    judged by the bounds' held-out errors at those points; the baselines from them too. A run
+    measured after the outcome rule was set tests the rule as well as the model."""
     obs = observations(df)
     out: dict[str, Model] = {}
     for role, model in models.items():
@@ -782,15 +831,9 @@ def tested(models: dict[str, Model], df: pd.DataFrame) -> dict[str, Model]:
             raise LabError(
                 f"the runs to check have no mix point measured with both sync and async on {ROLE_LABEL[role]}"
             )
-        predicted = np.array(
+        bounds = np.array(
             [predict(r["profile"], model.cost, model.rig, r["conditions"]).log_ratio for _, r in o.iterrows()]
         )
-        o = o.assign(
-            predicted=predicted,
-            residual=o["log_ratio"].to_numpy(dtype=float) - predicted,
-            advised=[outcome(p) for p in predicted],
-            advised_banded=[outcome(p, TIE) for p in predicted],
-            sure=[sure(p, model.residuals) for p in predicted],
-        )
+        o = _with_estimates(o, bounds, [estimate(b, model.bound_errors) for b in bounds])
         out[role] = Model(role, o, model.cost, model.rig, model.conditions, train=model.obs)
     return out

@@ -15,6 +15,7 @@ from lab.advise.model import (
     COLLAPSE,
     COSTS,
     FEATURES,
+    INTERVAL_SHARE,
     ROLE_LABEL,
     SURE,
     TIE,
@@ -24,21 +25,14 @@ from lab.advise.model import (
     Profile,
     Side,
     build_models,
+    estimate,
     outcome,
     predict,
-    sure,
 )
 from lab.errors import LabError
 from lab.servers import MAX_THREADS, parse_server
 
-# The interval around an advised ratio covers this share of the held-out errors.
-INTERVAL_SHARE = 0.9
 AGREEMENT_TARGET = 0.8
-
-
-def spread(residuals: np.ndarray) -> float:
-    """Half-width in log units covering INTERVAL_SHARE of the held-out errors."""
-    return float(np.quantile(np.abs(residuals), INTERVAL_SHARE)) if residuals.size else math.nan
 
 
 def times(log_ratio: float) -> str:
@@ -89,18 +83,18 @@ def _side(name: str, side: Side) -> str:
 
 def change_lines(model: Model, profile: Profile) -> list[str]:
     """Each single change evaluated on the model; the one that flips or moves most first."""
-    base = model.predict(profile).log_ratio
+    base = model.estimate(profile)
     scored: list[tuple[float, str]] = []
     for change in CHANGES:
         after = change.apply(profile, model.conditions)
         if after is None:
             continue
-        new = predict(after[0], model.cost, model.rig, after[1]).log_ratio
-        flips = outcome(new) != outcome(base)
-        text = f"{change.label}: ×{math.exp(base):.2f} -> ×{math.exp(new):.2f}" + (
-            f", now {outcome(new)}" if flips else ""
+        new = estimate(predict(after[0], model.cost, model.rig, after[1]).log_ratio, model.bound_errors)
+        flips = new.winner != base.winner
+        text = f"{change.label}: {times(base.log_ratio)} -> {times(new.log_ratio)}" + (
+            f", now {new.winner}" if flips else ""
         )
-        scored.append((abs(new - base) + (10.0 if flips else 0.0), text))
+        scored.append((abs(new.log_ratio - base.log_ratio) + (10.0 if flips else 0.0), text))
     scored.sort(key=lambda s: -s[0])
     return [f"    {'*' if i == 0 else '-'} {text}" for i, (_score, text) in enumerate(scored)]
 
@@ -142,27 +136,20 @@ def advice_lines(models: dict[str, Model], profile: Profile) -> list[str]:
     for role, model in models.items():
         at = model.conditions
         found: Prediction = model.predict(profile)
-        pred = found.log_ratio
-        half, res = spread(model.residuals), model.residuals
-        advised = outcome(pred)
-        kept = round(sure(pred, res) * res.size) if res.size else 0
-        head = "a tie expected" if advised == "tie" else f"{advised} expected to win"
-        practical = f" (under {TIE:.0%}: practically a tie)" if outcome(pred, TIE) == "tie" else ""
+        est, errors = model.estimate(profile), model.bound_errors
+        kept = round(est.sure * errors.size) if errors.size else 0
+        head = "a tie expected" if est.winner == "tie" else f"{est.winner} expected to win"
+        practical = f" (under {TIE:.0%}: practically a tie)" if outcome(est.log_ratio, TIE) == "tie" else ""
         lines += [
-            f"{ROLE_LABEL[role]}: {head}; async/sync throughput {times(pred)}{practical} "
-            f"[{math.exp(pred - half):.2f}, {math.exp(pred + half):.2f}] ({INTERVAL_SHARE:.0%} of held-out errors; "
+            f"{ROLE_LABEL[role]}: {head}; async/sync throughput {times(est.log_ratio)}{practical} "
+            f"[{math.exp(est.low):.2f}, {math.exp(est.high):.2f}] (the bounds' {times(est.bound)} times their median "
+            f"held-out error {times(est.log_ratio - est.bound)}; {INTERVAL_SHARE:.0%} of the held-out errors; "
             f"at {at.connections} connections on {at.cores} cores, {at.cpu_layout})",
-            f"  {_side('sync', found.sync)}; {_side('async', found.asy)}",
-            f"  how sure: {kept} of {res.size} held-out errors added to this estimate keep {advised} the winner "
-            f"({'a sure call' if kept >= SURE * res.size else 'not a sure call'}, at least {SURE:.0%}: the check "
-            "says how often each kind was right)"
-            + (
-                f"; the {INTERVAL_SHARE:.0%} interval spans 1, but the errors lean: the measured ratio was below "
-                f"the prediction at {int((res < 0).sum())} of {res.size} points"
-                if pred - half < 0 < pred + half
-                else ""
-            ),
-            f"  p95 latency async/sync ×{math.exp(-pred):.2f} (closed loop at the same connections: 1 / the "
+            f"  {_side('sync', found.sync)}; {_side('async', found.asy)} (bounds)",
+            f"  how sure: {kept} of {errors.size} held-out errors added to the bounds' ratio keep {est.winner} the "
+            f"winner ({'a sure call' if kept >= SURE * errors.size else 'not a sure call'}, at least {SURE:.0%}: the "
+            "check says how often each kind was right)",
+            f"  p95 latency async/sync ×{math.exp(-est.log_ratio):.2f} (closed loop at the same connections: 1 / the "
             f"throughput ratio; held-out error ×{math.exp(rms(model.p95_residuals)):.2f})",
         ]
         outside = _outside(model, x)
@@ -179,6 +166,7 @@ def model_lines(model: Model) -> list[str]:
     """The fit in numbers a reader can redo by hand."""
     at = model.conditions
     fitting = model.train if model.train is not None else model.obs
+    fitting_errors = fitting["bound_error"].to_numpy(dtype=float)
     lines = [
         f"async CPU ms per request = sync CPU ms + base + crossing × crossings + connect × connections opened "
         f"+ calls × per-call difference of the async client; fitted on the measured async CPU of {len(fitting)} mix "
@@ -198,9 +186,11 @@ def model_lines(model: Model) -> list[str]:
         f"Each variant's throughput: the best over its measured shapes (sync: {', '.join(at.sync_shapes)}; "
         f"async: {', '.join(at.async_shapes)}) of min(CPU bound, in-flight bound) from `lab.limits`, with the "
         f"load generator ({model.rig.loadgen_ms:.2f} ms per request) and the upstream "
-        f"({model.rig.upstream_call_ms:.2f} ms per call) on the same {at.cores} cores; the advice is the "
-        f"variant with the higher bound, how sure it is the share of held-out errors that keep that winner (a "
-        f"margin under {TIE:.0%} is called practically a tie in words, not in the outcome).",
+        f"({model.rig.upstream_call_ms:.2f} ms per call) on the same {at.cores} cores. The estimate is the bounds' "
+        f"ratio times the median of their held-out errors (here ×{math.exp(float(np.median(fitting_errors))):.2f}: "
+        "the bounds overstate async); the advice is the winner it names, how sure it is the share of the bounds' "
+        f"held-out errors that keep that winner (a margin under {TIE:.0%} is called practically a tie in words, "
+        "not in the outcome).",
     ]
     if model.rig.worker_split:
         lines[-1] += (
