@@ -248,7 +248,7 @@ def test_held_out_miss_is_reported_honestly() -> None:
     assert model.agreement == (4, 6)
     lines = advise.check_lines(model)
     assert "at 4 of 6 held-out points (66.7%; MISSES the 80% target; a point the decision map calls a tie" in lines[0]
-    assert "a perfect prediction, the measured ratio itself, would agree at 5 of 6" in lines[0]
+    assert "so a perfect prediction agrees only where the map decided: 5 of 6" in lines[0]
     assert model.rule_ceiling() == 5
     # Under the 10% band, 500 ms is still advised a tie (its measured async win a miss), 100 ms a tie.
     assert "with a 10% tie band instead (advise a tie inside it, the rule until 2026-12-07): 5 of 6" in lines[0]

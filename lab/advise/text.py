@@ -218,8 +218,8 @@ def check_lines(model: Model) -> list[str]:
     )
     agreement = (
         f"advised winner = measured decision at {agree} of {total} {points} ({share:.1%}; {verdict} the "
-        f"{AGREEMENT_TARGET:.0%} target; a point the decision map calls a tie counts as a miss; a perfect "
-        f"prediction, the measured ratio itself, would agree at {model.rule_ceiling()} of {total}; a constant "
+        f"{AGREEMENT_TARGET:.0%} target; a point the decision map calls a tie counts as a miss, so a perfect "
+        f"prediction agrees only where the map decided: {model.rule_ceiling()} of {total}; a constant "
         f"advice, the outcome measured most often at {others}, at {model.constant_baseline} of "
         f"{total}); calls at least {SURE:.0%} of {errors} keep: {sure_right} of {sure_of} right, "
         f"the other calls: {rest_right} of {rest_of}; with a {TIE:.0%} tie band instead (advise a tie inside it, "
