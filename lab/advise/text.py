@@ -239,7 +239,8 @@ def check_lines(model: Model) -> list[str]:
             if total
             else ""
         ),
-        f"p95 ratio as 1 / throughput ratio, {'on those runs' if model.train is not None else 'held out'}: typical error ×{math.exp(rms(model.p95_residuals)):.2f}",
+        f"p95 ratio as 1 / throughput ratio, {'on those runs' if model.train is not None else 'held out'}: "
+        f"typical error ×{math.exp(rms(model.p95_residuals)):.2f}",
     ]
     judged = model.judged
     for o in judged[judged["advised"] != judged["measured"]].to_dict("records"):
